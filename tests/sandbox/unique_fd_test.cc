@@ -12,7 +12,10 @@ bool IsOpen(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 TEST(UniqueFdTest, ClosesOnDestruction) {
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(raw, 0);
-  { UniqueFd fd(raw); EXPECT_TRUE(IsOpen(raw)); }
+  {
+    UniqueFd fd(raw);
+    EXPECT_TRUE(IsOpen(raw));
+  }
   EXPECT_FALSE(IsOpen(raw));
 }
 
@@ -30,7 +33,10 @@ TEST(UniqueFdTest, MoveTransfersOwnership) {
 
 TEST(UniqueFdTest, ReleaseDoesNotClose) {
   int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  { UniqueFd fd(raw); EXPECT_EQ(fd.release(), raw); }
+  {
+    UniqueFd fd(raw);
+    EXPECT_EQ(fd.release(), raw);
+  }
   EXPECT_TRUE(IsOpen(raw));
   ::close(raw);
 }

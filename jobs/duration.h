@@ -1,0 +1,24 @@
+// Durations as job files write them: "250ms", "10s", "5m", "2h", "1h30m", or a bare number
+// of seconds ("90", "1.5").
+//
+// Pure functions; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <tl/expected.hpp>
+
+namespace gearrun::jobs {
+
+using Duration = std::chrono::milliseconds;
+
+// Parses a duration. On failure returns a message that says what was expected.
+// Negative durations are errors; zero is accepted (callers that need a positive value
+// check that themselves).
+[[nodiscard]] tl::expected<Duration, std::string> ParseDuration(std::string_view text);
+
+// The shortest form ParseDuration reads back to the same value: "1h30m", "250ms", "0s".
+[[nodiscard]] std::string FormatDuration(Duration d);
+
+}  // namespace gearrun::jobs

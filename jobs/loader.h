@@ -1,0 +1,48 @@
+// Loading job definitions: YAML text, files and directories -> validated JobSpecs.
+//
+// Every problem found is reported, not only the first: a file with a YAML syntax error
+// yields that error (the parser cannot go on past it) and other files are still read; a
+// file that parses yields every validation error of every job in it. Each error names the
+// file, line and column and says what was expected.
+//
+//   LoadReport report = LoadJobs({"/etc/gearrun/jobs"});
+//   for (const Error& e : report.errors) std::cerr << e.ToString() << "\n";
+//   if (report.ok()) Use(report.jobs);
+//
+// Functions here are thread-safe (they share nothing).
+#pragma once
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jobs/error.h"
+#include "jobs/job_spec.h"
+
+namespace gearrun::jobs {
+
+struct LoadReport {
+  std::vector<JobSpec> jobs;  // the jobs that are valid, in load order
+  std::vector<Error> errors;  // everything wrong; jobs with errors are not in `jobs`
+  // Every key the loaded files used, as "<section>.<key>" ("job.timeout", "step.retry_on",
+  // "parameter.secret", ...): lets a test check that a set of examples covers the format.
+  std::set<std::string> keys_used;
+  int files_read = 0;
+
+  [[nodiscard]] bool ok() const { return errors.empty(); }
+};
+
+// Every key the job format knows, in the same "<section>.<key>" form as keys_used.
+[[nodiscard]] const std::set<std::string>& AllJobKeys();
+
+// Loads the documents of one YAML text; `file_name` is what errors call the text.
+[[nodiscard]] LoadReport LoadJobText(std::string_view text, const std::string& file_name);
+
+// Loads files and directories. A directory is read recursively for *.yaml and *.yml files,
+// in name order, skipping names that start with '.' (such as .git). A job name defined
+// twice anywhere is an error that names both places.
+[[nodiscard]] LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths);
+
+}  // namespace gearrun::jobs
