@@ -1,0 +1,77 @@
+// The CLI11 adapter: the only file that sees CLI11 types.
+#include "runner/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <climits>
+
+#include "jobs/labels.h"
+#include "runner/check_command.h"
+
+namespace gearrun::runner {
+namespace {
+
+std::string HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+std::vector<std::string> SplitAll(const std::vector<std::string>& lists) {
+  std::vector<std::string> out;
+  for (const auto& l : lists) {
+    auto parts = jobs::SplitLabelList(l);
+    out.insert(out.end(), parts.begin(), parts.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{
+      "gearrun: a build-node runner that serves builds to Gearman clients (Zuul, gear) the "
+      "way the Jenkins Gearman plugin does, without a Jenkins master.",
+      "gearrun"};
+  app.set_version_flag("--version", std::string("gearrun ") + GEARRUN_VERSION);
+  app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 success, 1 the checked or built thing failed, 2 usage error.\n"
+      "Run 'gearrun COMMAND --help' for a command's options.");
+
+  CheckOptions check;
+  std::vector<std::string> check_labels;
+  check.node = HostName();
+  auto* check_cmd = app.add_subcommand(
+      "check",
+      "Validate job files and print the Gearman functions each job would register on a node. "
+      "Exit 0 when all are valid, 1 listing every error when not.");
+  check_cmd->add_option("paths", check.paths,
+                        std::string("Job files or directories (searched recursively for *.yaml "
+                                    "and *.yml); default ") +
+                            kDefaultJobsDir);
+  check_cmd->add_option("--node", check.node, "Node name (a label of its own)")
+      ->capture_default_str();
+  // One argument per --labels, so that `--labels a,b jobs/` keeps jobs/ as a path.
+  check_cmd
+      ->add_option("--labels", check_labels,
+                   "The node's labels, comma or space separated; repeatable")
+      ->allow_extra_args(false);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e, out, err);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (check_cmd->parsed()) {
+    check.labels = SplitAll(check_labels);
+    return RunCheck(check, out, err);
+  }
+  err << app.help();
+  return kExitUsage;
+}
+
+}  // namespace gearrun::runner
