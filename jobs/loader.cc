@@ -198,8 +198,9 @@ class DocumentReader {
   void CheckTags(const YAML::Node& node) {
     const std::string& tag = node.Tag();
     if (!tag.empty() && tag != "?" && tag != "!" && !tag.starts_with("tag:yaml.org,2002:")) {
-      FailAt(node, "'" + tag + "' is read by YAML as a tag, not as text; put the whole value "
-                   "in quotes");
+      FailAt(node, "'" + tag +
+                       "' is read by YAML as a tag, not as text; put the whole value "
+                       "in quotes");
     }
     if (node.IsMap()) {
       for (auto it = node.begin(); it != node.end(); ++it) {
