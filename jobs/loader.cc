@@ -370,32 +370,43 @@ class DocumentReader {
     job.node = std::move(*expr);
   }
 
-  void ReadParameters(const Field& f, JobSpec& job) {
+  // Walks a mapping whose keys are variable names (parameters, env): checks each name and
+  // that it is given once, then hands the entry to `read`.
+  template <typename ReadEntry>
+  void ForEachVariable(const Field& f, std::string_view what, std::string_view expected,
+                       ReadEntry read) {
     if (!f.value.IsMap()) {
-      Expected(f,
-               "a mapping of parameter names to {default, description, required, choices, "
-               "secret}");
+      Expected(f, expected);
       return;
     }
     std::map<std::string, int, std::less<>> seen;
     for (auto it = f.value.begin(); it != f.value.end(); ++it) {
-      Field param{it->first.IsScalar() ? it->first.Scalar() : "", it->first, it->second};
-      if (!CheckVariableName(param, "parameter")) continue;
-      if (auto [pos, inserted] = seen.emplace(param.key, Line(param.key_node)); !inserted) {
-        FailAt(param.key_node, "duplicate parameter '" + param.key + "' (first given on line " +
-                                   std::to_string(pos->second) + ")");
+      Field entry{it->first.IsScalar() ? it->first.Scalar() : "", it->first, it->second};
+      if (!CheckVariableName(entry, what)) continue;
+      if (auto [pos, inserted] = seen.emplace(entry.key, Line(entry.key_node)); !inserted) {
+        FailAt(entry.key_node, "duplicate " + std::string(what) + " '" + entry.key +
+                                   "' (first given on line " + std::to_string(pos->second) + ")");
         continue;
       }
-      if (IsForbiddenRequestName(param.key)) {
-        FailAt(param.key_node, "parameter '" + param.key +
-                                   "' cannot be declared: a build request must never set it");
-        continue;
-      }
-      ParameterSpec spec;
-      spec.name = param.key;
-      if (!param.value.IsNull()) ReadParameter(param, spec);
-      job.parameters.push_back(std::move(spec));
+      read(entry);
     }
+  }
+
+  void ReadParameters(const Field& f, JobSpec& job) {
+    ForEachVariable(
+        f, "parameter",
+        "a mapping of parameter names to {default, description, required, choices, secret}",
+        [&](const Field& param) {
+          if (IsForbiddenRequestName(param.key)) {
+            FailAt(param.key_node, "parameter '" + param.key +
+                                       "' cannot be declared: a build request must never set it");
+            return;
+          }
+          ParameterSpec spec;
+          spec.name = param.key;
+          if (!param.value.IsNull()) ReadParameter(param, spec);
+          job.parameters.push_back(std::move(spec));
+        });
   }
 
   void ReadParameter(const Field& param, ParameterSpec& spec) {
@@ -447,33 +458,20 @@ class DocumentReader {
   }
 
   void ReadEnv(const Field& f, EnvMap& env) {
-    if (!f.value.IsMap()) {
-      Expected(f, "a mapping of variable names to values");
-      return;
-    }
-    std::map<std::string, int, std::less<>> seen;
-    for (auto it = f.value.begin(); it != f.value.end(); ++it) {
-      Field var{it->first.IsScalar() ? it->first.Scalar() : "", it->first, it->second};
-      if (!CheckVariableName(var, "variable")) continue;
-      if (auto [pos, inserted] = seen.emplace(var.key, Line(var.key_node)); !inserted) {
-        FailAt(var.key_node, "duplicate variable '" + var.key + "' (first given on line " +
-                                 std::to_string(pos->second) + ")");
-        continue;
-      }
+    ForEachVariable(f, "variable", "a mapping of variable names to values", [&](const Field& var) {
       const auto& runner = RunnerVariables();
       if (std::find(runner.begin(), runner.end(), var.key) != runner.end()) {
-        FailAt(var.key_node, "variable '" + var.key +
-                                 "' is set by the runner and cannot be set "
-                                 "in env");
-        continue;
+        FailAt(var.key_node,
+               "variable '" + var.key + "' is set by the runner and cannot be set in env");
+        return;
       }
       if (!var.value.IsScalar()) {
         FailAt(var, var.key + ": expected a value (write \"\" for an empty one), got " +
                         Describe(var.value));
-        continue;
+        return;
       }
       env[var.key] = var.value.Scalar();
-    }
+    });
   }
 
   std::optional<std::vector<std::string>> Shell(const Field& f) {
