@@ -8,6 +8,7 @@
 
 #include "jobs/labels.h"
 #include "runner/check_command.h"
+#include "runner/run_command.h"
 
 namespace gearrun::runner {
 namespace {
@@ -59,6 +60,40 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "The node's labels, comma or space separated; repeatable")
       ->allow_extra_args(false);
 
+  RunOptions run;
+  std::vector<std::string> run_labels;
+  run.node = HostName();
+  auto* run_cmd = app.add_subcommand(
+      "run",
+      "Run one job on this machine, as a served build would run, with the log on the terminal. "
+      "Ctrl-C stops it (finally steps still run; a second Ctrl-C stops them too). Exit 0 "
+      "SUCCESS, 1 FAILURE, UNSTABLE or not started, 2 usage or invalid job, 3 ABORTED.");
+  run_cmd->add_option("job", run.target, "A job file, or the name of a job in --jobs")->required();
+  run_cmd->add_option(
+      "--jobs", run.jobs,
+      std::string("Job file or directory to find JOB in; default ") + kDefaultJobsDir);
+  run_cmd->add_option("-p,--param", run.parameters, "A parameter, KEY=VALUE; repeatable")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--state-dir", run.state_dir,
+                      "Where build records, logs and workspaces go; default /var/lib/gearrun "
+                      "for root, else ~/.local/state/gearrun");
+  run_cmd->add_option("--workspace-root", run.workspace_root,
+                      "Where workspaces go; default STATE_DIR/workspace");
+  run_cmd->add_option("--node", run.node, "Node name (a label of its own)")->capture_default_str();
+  run_cmd
+      ->add_option("--labels", run_labels,
+                   "The node's labels, comma or space separated; repeatable")
+      ->allow_extra_args(false);
+  run_cmd
+      ->add_option("--containment", run.containment,
+                   "How the build's processes are kept together: auto (cgroup when possible), "
+                   "cgroup, process-group")
+      ->check(CLI::IsMember({"auto", "cgroup", "process-group"}))
+      ->capture_default_str();
+  run_cmd->add_option("--log-cap", run.log_cap,
+                      "Keep at most this much step output in the log (256M, 1G; 0: no cap); "
+                      "default 256M");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -69,6 +104,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   if (check_cmd->parsed()) {
     check.labels = SplitAll(check_labels);
     return RunCheck(check, out, err);
+  }
+  if (run_cmd->parsed()) {
+    run.labels = SplitAll(run_labels);
+    return RunRun(run, out, err);
   }
   err << app.help();
   return kExitUsage;

@@ -1,5 +1,6 @@
 #include "tests/support/command.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 #include <boost/process.hpp>
@@ -21,37 +22,78 @@ std::string ReadFile(const std::filesystem::path& p) {
 
 }  // namespace
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {
+struct BackgroundCommand::State {
   TempDir capture;
-  auto out_path = capture.path() / "out";
-  auto err_path = capture.path() / "err";
+  bp::child child;
+};
+
+BackgroundCommand::BackgroundCommand(const std::vector<std::string>& argv,
+                                     const CommandOptions& options)
+    : state_(std::make_unique<State>()) {
   bp::environment env = boost::this_process::environment();
   for (const auto& [k, v] : options.env) env[k] = v;
   std::vector<std::string> args(argv.begin() + 1, argv.end());
   auto dir = options.dir.empty() ? std::filesystem::current_path() : options.dir;
+  state_->child = bp::child(
+      bp::exe = argv.at(0), bp::args = args,
+      bp::std_in<bp::null, bp::std_out>(state_->capture.path() / "out").string(),
+      bp::std_err > (state_->capture.path() / "err").string(), env, bp::start_dir = dir.string());
+}
 
+BackgroundCommand::~BackgroundCommand() {
+  std::error_code ec;
+  if (state_->child.running(ec)) state_->child.terminate(ec);
+  if (state_->child.valid()) state_->child.wait(ec);
+}
+
+int BackgroundCommand::pid() const { return state_->child.id(); }
+
+void BackgroundCommand::Signal(int signo) const { ::kill(pid(), signo); }
+
+std::string BackgroundCommand::out() const { return ReadFile(state_->capture.path() / "out"); }
+
+CommandResult BackgroundCommand::Wait(std::chrono::milliseconds timeout) {
   CommandResult result;
-  bp::child child(bp::exe = argv.at(0), bp::args = args,
-                  bp::std_in<bp::null, bp::std_out> out_path.string(),
-                  bp::std_err > err_path.string(), env, bp::start_dir = dir.string());
   // Our own deadline loop: child::wait_for is unreliable in Boost 1.74.
-  auto deadline = std::chrono::steady_clock::now() + options.timeout;
-  while (child.running()) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (state_->child.running()) {
     if (std::chrono::steady_clock::now() > deadline) {
       result.timed_out = true;
-      child.terminate();
+      state_->child.terminate();
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!result.timed_out) {
-    child.wait();
-    int native = child.native_exit_code();
+    state_->child.wait();
+    int native = state_->child.native_exit_code();
     result.exit_code = WIFEXITED(native) ? WEXITSTATUS(native) : -1;
   }
-  result.out = ReadFile(out_path);
-  result.err = ReadFile(err_path);
+  result.out = ReadFile(state_->capture.path() / "out");
+  result.err = ReadFile(state_->capture.path() / "err");
   return result;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {
+  BackgroundCommand command(argv, options);
+  return command.Wait(options.timeout);
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+bool ProcessAlive(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return false;
+  auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z';
 }
 
 TempDir::TempDir() {

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,33 @@ struct CommandOptions {
 
 // Runs argv[0] (a path) with the rest as arguments. Kills it at the deadline.
 CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options = {});
+
+// A program running in the background, killed (SIGKILL) if still running when destroyed.
+class BackgroundCommand {
+ public:
+  explicit BackgroundCommand(const std::vector<std::string>& argv,
+                             const CommandOptions& options = {});
+  ~BackgroundCommand();
+  BackgroundCommand(const BackgroundCommand&) = delete;
+  BackgroundCommand& operator=(const BackgroundCommand&) = delete;
+
+  [[nodiscard]] int pid() const;
+  void Signal(int signo) const;
+  // Waits up to `timeout` for the program to end; then kills it.
+  CommandResult Wait(std::chrono::milliseconds timeout);
+  // What it has printed so far.
+  [[nodiscard]] std::string out() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// Whether a process with this pid exists (and is not a zombie).
+bool ProcessAlive(int pid);
 
 // A temporary directory removed (with everything in it) when the object goes away.
 class TempDir {

@@ -1,0 +1,228 @@
+// The nlohmann-json adapter for build records.
+#include "runner/build_record.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "sandbox/unique_fd.h"
+
+namespace gearrun::runner {
+namespace {
+
+using sandbox::UniqueFd;
+namespace fs = std::filesystem;
+
+std::string Errno(const std::string& what, const fs::path& path) {
+  return what + " " + path.string() + ": " + std::strerror(errno);
+}
+
+bool WriteAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+tl::expected<std::string, std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return tl::unexpected(Errno("cannot read", path));
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+constexpr std::string_view kResults[] = {"RUNNING", "SUCCESS",   "UNSTABLE", "FAILURE",
+                                         "ABORTED", "NOT_BUILT", "LOST"};
+constexpr std::string_view kStepResults[] = {"SUCCESS", "FAILURE", "ABORTED", "NOT_RUN"};
+
+template <typename E, size_t N>
+E FromString(const std::string& s, const std::string_view (&names)[N], E fallback) {
+  for (size_t i = 0; i < N; ++i) {
+    if (names[i] == s) return static_cast<E>(i);
+  }
+  return fallback;
+}
+
+}  // namespace
+
+std::string_view ToString(Result result) { return kResults[static_cast<size_t>(result)]; }
+std::string_view ToString(StepResult result) { return kStepResults[static_cast<size_t>(result)]; }
+
+tl::expected<void, std::string> WriteFileAtomically(const fs::path& path, std::string_view text) {
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) return tl::unexpected(Errno("cannot create", tmp));
+    if (!WriteAll(fd.get(), text) || ::fsync(fd.get()) != 0) {
+      auto err = Errno("cannot write", tmp);
+      ::unlink(tmp.c_str());
+      return tl::unexpected(err);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto err = Errno("cannot rename to", path);
+    ::unlink(tmp.c_str());
+    return tl::unexpected(err);
+  }
+  UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir) ::fsync(dir.get());
+  return {};
+}
+
+std::string ToJson(const BuildRecord& r) {
+  nlohmann::ordered_json steps = nlohmann::ordered_json::array();
+  for (const auto& s : r.steps) {
+    nlohmann::ordered_json j = {{"name", s.name},
+                                {"finally", s.is_finally},
+                                {"result", ToString(s.result)},
+                                {"exit_code", s.exit_code},
+                                {"signal", s.signal},
+                                {"timed_out", s.timed_out},
+                                {"attempts", s.attempts},
+                                {"duration_ms", s.duration_ms},
+                                {"cpu_ms", s.cpu_ms},
+                                {"peak_rss_bytes", s.peak_rss_bytes},
+                                {"leftovers_killed", s.leftovers_killed}};
+    if (!s.error.empty()) j["error"] = s.error;
+    steps.push_back(std::move(j));
+  }
+  nlohmann::ordered_json j = {{"job", r.job},
+                              {"number", r.number},
+                              {"result", ToString(r.result)},
+                              {"reason", r.reason},
+                              {"node", r.node},
+                              {"node_labels", r.node_labels},
+                              {"executor", r.executor},
+                              {"unique", r.unique},
+                              {"parameters", r.parameters},
+                              {"dropped_parameters", r.dropped_parameters},
+                              {"description", r.description},
+                              {"started_at", r.started_at},
+                              {"finished_at", r.finished_at},
+                              {"duration_ms", r.duration_ms},
+                              {"steps", steps},
+                              {"workspace", r.workspace},
+                              {"containment", r.containment},
+                              {"leftovers_killed", r.leftovers_killed},
+                              {"log_capped", r.log_capped},
+                              {"runner_pid", r.runner_pid}};
+  // Replace, not throw, on invalid UTF-8 (a parameter value may hold any bytes).
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    BuildRecord r;
+    r.job = j.at("job").get<std::string>();
+    r.number = j.at("number").get<std::int64_t>();
+    r.result = FromString(j.at("result").get<std::string>(), kResults, Result::kLost);
+    r.reason = j.value("reason", "");
+    r.node = j.value("node", "");
+    r.node_labels = j.value("node_labels", std::vector<std::string>{});
+    r.executor = j.value("executor", 0);
+    r.unique = j.value("unique", "");
+    r.parameters = j.value("parameters", std::map<std::string, std::string>{});
+    r.dropped_parameters = j.value("dropped_parameters", std::vector<std::string>{});
+    r.description = j.value("description", "");
+    r.started_at = j.value("started_at", "");
+    r.finished_at = j.value("finished_at", "");
+    r.duration_ms = j.value("duration_ms", std::int64_t{0});
+    r.workspace = j.value("workspace", "");
+    r.containment = j.value("containment", "");
+    r.leftovers_killed = j.value("leftovers_killed", 0);
+    r.log_capped = j.value("log_capped", false);
+    r.runner_pid = j.value("runner_pid", 0);
+    for (const auto& s : j.value("steps", nlohmann::json::array())) {
+      StepRecord step;
+      step.name = s.value("name", "");
+      step.is_finally = s.value("finally", false);
+      step.result = FromString(s.value("result", ""), kStepResults, StepResult::kNotRun);
+      step.exit_code = s.value("exit_code", -1);
+      step.signal = s.value("signal", 0);
+      step.timed_out = s.value("timed_out", false);
+      step.attempts = s.value("attempts", 0);
+      step.duration_ms = s.value("duration_ms", std::int64_t{0});
+      step.cpu_ms = s.value("cpu_ms", std::int64_t{0});
+      step.peak_rss_bytes = s.value("peak_rss_bytes", std::uint64_t{0});
+      step.leftovers_killed = s.value("leftovers_killed", 0);
+      step.error = s.value("error", "");
+      r.steps.push_back(std::move(step));
+    }
+    return r;
+  } catch (const std::exception& e) {
+    return tl::unexpected(std::string("invalid build record: ") + e.what());
+  }
+}
+
+BuildStore::BuildStore(fs::path state_dir) : builds_(std::move(state_dir) / "builds") {}
+
+fs::path BuildStore::BuildDir(const std::string& job, std::int64_t number) const {
+  return builds_ / job / std::to_string(number);
+}
+
+fs::path BuildStore::LogPath(const std::string& job, std::int64_t number) const {
+  return BuildDir(job, number) / "log";
+}
+
+tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string& job) {
+  fs::path dir = builds_ / job;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return tl::unexpected("cannot create " + dir.string() + ": " + ec.message());
+
+  // One giver at a time, across threads and processes.
+  fs::path lock_path = dir / ".lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock) return tl::unexpected(Errno("cannot open", lock_path));
+  while (::flock(lock.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) return tl::unexpected(Errno("cannot lock", lock_path));
+  }
+
+  std::int64_t next = 1;
+  fs::path counter = dir / "next-number";
+  if (auto text = ReadFile(counter)) {
+    std::int64_t value = 0;
+    auto [end, err] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (err == std::errc() && value > 0) next = value;
+  }
+  // Never below a build that exists (a lost or damaged counter file must not reuse numbers).
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    std::int64_t value = 0;
+    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), value);
+    if (err == std::errc() && end == name.data() + name.size() && value >= next) next = value + 1;
+  }
+  if (auto ok = WriteFileAtomically(counter, std::to_string(next + 1) + "\n"); !ok) {
+    return tl::unexpected(ok.error());
+  }
+  fs::create_directories(BuildDir(job, next), ec);
+  if (ec)
+    return tl::unexpected("cannot create " + BuildDir(job, next).string() + ": " + ec.message());
+  return next;
+}
+
+tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) const {
+  return WriteFileAtomically(BuildDir(record.job, record.number) / "build.json", ToJson(record));
+}
+
+tl::expected<BuildRecord, std::string> BuildStore::Read(const std::string& job,
+                                                        std::int64_t number) const {
+  auto text = ReadFile(BuildDir(job, number) / "build.json");
+  if (!text) return tl::unexpected(text.error());
+  return ParseBuildRecord(*text);
+}
+
+}  // namespace gearrun::runner

@@ -1,0 +1,97 @@
+// What gearrun keeps about each build, and where: the state directory holds
+//
+//   builds/<job>/next-number        the next number to give out (text)
+//   builds/<job>/<number>/build.json  the record (this file's BuildRecord), written atomically
+//   builds/<job>/<number>/log         the build log
+//
+// Build numbers per job only ever increase and are never reused, also across crashes and
+// restarts: a number is written to next-number (and synced) before its build starts, and
+// never falls below an existing build directory.
+//
+// BuildStore is thread-safe and safe across processes sharing a state directory (numbers
+// are given out under an flock).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tl/expected.hpp>
+#include <vector>
+
+namespace gearrun::runner {
+
+enum class Result { kRunning, kSuccess, kUnstable, kFailure, kAborted, kNotBuilt, kLost };
+
+// "RUNNING", "SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT", "LOST".
+[[nodiscard]] std::string_view ToString(Result result);
+
+enum class StepResult { kSuccess, kFailure, kAborted, kNotRun };
+[[nodiscard]] std::string_view ToString(StepResult result);
+
+struct StepRecord {
+  std::string name;
+  bool is_finally = false;
+  StepResult result = StepResult::kNotRun;
+  int exit_code = -1;  // of the last attempt; -1 when it did not exit by itself
+  int signal = 0;      // that ended the last attempt, 0 when none
+  bool timed_out = false;
+  int attempts = 0;
+  std::int64_t duration_ms = 0;  // all attempts and retry delays
+  std::int64_t cpu_ms = 0;
+  std::uint64_t peak_rss_bytes = 0;
+  int leftovers_killed = 0;
+  std::string error;  // why it could not be started, if so
+};
+
+struct BuildRecord {
+  std::string job;
+  std::int64_t number = 0;
+  Result result = Result::kRunning;
+  std::string reason;  // human-readable; empty for SUCCESS
+  std::string node;
+  std::vector<std::string> node_labels;
+  int executor = 0;
+  std::string unique;                             // the Gearman unique id, if any
+  std::map<std::string, std::string> parameters;  // secret values replaced by "****"
+  std::vector<std::string> dropped_parameters;
+  std::string description;  // set_description
+  std::string started_at;   // ISO 8601 UTC
+  std::string finished_at;
+  std::int64_t duration_ms = 0;
+  std::vector<StepRecord> steps;  // steps then finally steps, in order
+  std::string workspace;
+  std::string containment;   // "cgroup" or "process-group"
+  int leftovers_killed = 0;  // processes still alive at the end of the build
+  bool log_capped = false;
+  int runner_pid = 0;  // the runner that ran it (to tell a crashed build from a running one)
+};
+
+// Writes `text` to `path` so that readers see the old or the new content, never a part:
+// a temporary file, fsync, rename, fsync of the directory.
+[[nodiscard]] tl::expected<void, std::string> WriteFileAtomically(const std::filesystem::path& path,
+                                                                  std::string_view text);
+
+[[nodiscard]] std::string ToJson(const BuildRecord& record);
+[[nodiscard]] tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view json);
+
+class BuildStore {
+ public:
+  explicit BuildStore(std::filesystem::path state_dir);
+
+  // Gives out the next number of `job` and creates its directory.
+  [[nodiscard]] tl::expected<std::int64_t, std::string> NextNumber(const std::string& job);
+
+  [[nodiscard]] std::filesystem::path BuildDir(const std::string& job, std::int64_t number) const;
+  [[nodiscard]] std::filesystem::path LogPath(const std::string& job, std::int64_t number) const;
+
+  [[nodiscard]] tl::expected<void, std::string> Write(const BuildRecord& record) const;
+  [[nodiscard]] tl::expected<BuildRecord, std::string> Read(const std::string& job,
+                                                            std::int64_t number) const;
+
+ private:
+  std::filesystem::path builds_;
+};
+
+}  // namespace gearrun::runner

@@ -1,0 +1,165 @@
+#include "runner/build_service.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+namespace gearrun::runner {
+
+namespace {
+
+std::string Join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : std::string(sep)) + i;
+  return out;
+}
+
+// cgroup directory names: [A-Za-z0-9_.-], at most 100 characters, not starting with '.'.
+std::string ContainerName(const std::string& job, std::int64_t number) {
+  std::string name = "build-" + std::to_string(number) + "-" + job;
+  return name.substr(0, 100);
+}
+
+}  // namespace
+
+std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettings& settings,
+                                                                BuildRequest request, Clock& clock,
+                                                                BuildStore& store) {
+  const jobs::JobSpec& job = *request.job;
+  auto number = store.NextNumber(job.name);
+  if (!number) return tl::unexpected(StartFailure{"cannot number the build: " + number.error()});
+
+  BuildRecord record;
+  record.job = job.name;
+  record.number = *number;
+  record.node = settings.name;
+  record.node_labels = {};
+  for (const auto& l : jobs::MakeNodeLabels(settings.name, settings.labels)) {
+    record.node_labels.push_back(l);
+  }
+  record.executor = request.executor;
+  record.unique = request.unique;
+  for (const auto& [k, v] : request.params.parameters) {
+    bool secret = std::find(request.params.secret_names.begin(), request.params.secret_names.end(),
+                            k) != request.params.secret_names.end();
+    record.parameters[k] = secret ? std::string(kMask) : v;
+  }
+  record.dropped_parameters = request.params.dropped;
+  record.started_at = FormatTimestamp(clock.WallNow());
+  record.runner_pid = ::getpid();
+
+  // From here on the number exists: every failure leaves a NOT_BUILT record saying why.
+  auto not_built = [&](std::string reason) {
+    record.result = Result::kNotBuilt;
+    record.reason = reason;
+    record.finished_at = FormatTimestamp(clock.WallNow());
+    (void)store.Write(record);  // best effort: the caller reports the reason anyway
+    return tl::unexpected(StartFailure{std::move(reason), record.number});
+  };
+  if (auto ok = store.Write(record); !ok)
+    return not_built("cannot write build record: " + ok.error());
+
+  auto log = BuildLog::Open(store.LogPath(job.name, record.number),
+                            {.cap_bytes = settings.log_cap_bytes,
+                             .secrets = request.params.secret_values,
+                             .tee_fd = request.tee_fd});
+  if (!log) return not_built(log.error());
+
+  std::filesystem::path root =
+      settings.workspace_root.empty() ? settings.state_dir / "workspace" : settings.workspace_root;
+  auto workspace = Workspace::Acquire(
+      root, job.name, job.clean_workspace ? WorkspaceClean::kEmpty : WorkspaceClean::kKeep);
+  if (!workspace) {
+    log->Line("the build could not start: " + workspace.error());
+    return not_built(workspace.error());
+  }
+  record.workspace = workspace->path().string();
+
+  auto executor = ContainerExecutor::Create({.mode = settings.containment,
+                                             .name = ContainerName(job.name, record.number),
+                                             .memory_max_bytes = settings.memory_max_bytes,
+                                             .pids_max = settings.pids_max},
+                                            settings.limits);
+  if (!executor) {
+    log->Line("the build could not start: " + executor.error());
+    return not_built("cannot set up the sandbox: " + executor.error());
+  }
+  record.containment = (*executor)->containment();
+
+  auto stopper = BuildStopper::Create();
+  if (!stopper) return not_built(stopper.error());
+
+  return std::unique_ptr<Build>(new Build(settings, std::move(request), clock, store,
+                                          std::move(record), std::move(*log), std::move(*workspace),
+                                          std::move(*executor), std::move(*stopper)));
+}
+
+Build::Build(const NodeSettings& settings, BuildRequest request, Clock& clock, BuildStore& store,
+             BuildRecord record, BuildLog log, Workspace workspace,
+             std::unique_ptr<StepExecutor> executor, std::unique_ptr<BuildStopper> stopper)
+    : settings_(settings),
+      request_(std::move(request)),
+      clock_(clock),
+      store_(store),
+      record_(std::move(record)),
+      log_(std::move(log)),
+      workspace_(std::move(workspace)),
+      executor_(std::move(executor)),
+      stopper_(std::move(stopper)),
+      started_(clock.Now()) {}
+
+const BuildRecord& Build::Run(BuildObserver* observer) {
+  const jobs::JobSpec& job = *request_.job;
+  BuildPlan plan{.job = &job, .workspace = workspace_.path()};
+  plan.parameters.insert(request_.params.parameters.begin(), request_.params.parameters.end());
+  for (const auto& name : settings_.env_allowlist) {
+    if (const char* value = std::getenv(name.c_str())) plan.base_env[name] = value;
+  }
+  plan.runner_env = {{"BUILD_NUMBER", std::to_string(record_.number)},
+                     {"JOB_NAME", job.name},
+                     {"WORKSPACE", workspace_.path().string()},
+                     {"NODE_NAME", settings_.name},
+                     {"NODE_LABELS", Join(record_.node_labels, " ")},
+                     {"EXECUTOR_NUMBER", std::to_string(request_.executor)},
+                     {"BUILD_TAG", "gearrun-" + job.name + "-" + std::to_string(record_.number)},
+                     {"GEARMAN_UNIQUE", request_.unique}};
+
+  log_.Line("build " + job.name + " #" + std::to_string(record_.number) + " on node " +
+            settings_.name + ", executor " + std::to_string(request_.executor) + ", workspace " +
+            workspace_.path().string() + ", containment " + record_.containment);
+  if (!request_.params.dropped.empty()) {
+    log_.Line("parameters dropped (not declared by the job, not passed through): " +
+              Join(request_.params.dropped, ", "));
+  }
+
+  BuildOutcome outcome = RunBuild(plan, *executor_, clock_, log_, *stopper_, observer);
+  record_.result = outcome.result;
+  record_.reason = outcome.reason;
+  record_.steps = std::move(outcome.steps);
+  record_.leftovers_killed = outcome.leftovers_killed;
+  record_.log_capped = log_.capped();
+  record_.finished_at = FormatTimestamp(clock_.WallNow());
+  record_.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - started_).count();
+  if (auto ok = store_.Write(record_); !ok) {
+    log_.Line("cannot write the build record: " + ok.error());
+  }
+  return record_;
+}
+
+}  // namespace gearrun::runner

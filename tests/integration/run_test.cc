@@ -1,0 +1,183 @@
+// `gearrun run` as a user runs it: the real binary, real /bin/sh, real processes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+
+#include "tests/support/command.h"
+
+namespace gearrun {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::RunCommand;
+using namespace std::chrono_literals;
+
+const std::string kGearrun = GEARRUN_BINARY;
+const std::string kExamples = std::string(GEARRUN_SOURCE_DIR) + "/examples/jobs";
+
+class RunTest : public ::testing::Test {
+ protected:
+  std::filesystem::path Job(const std::string& yaml) { return dir_.Write("job.yaml", yaml); }
+
+  std::vector<std::string> Run(const std::string& target, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {
+        kGearrun, "run",      target, "--state-dir", (dir_.path() / "state").string(),
+        "--node", "test-node"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
+  std::string Read(const std::string& relative) {
+    std::ifstream in(dir_.path() / relative);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(RunTest, SuccessfulBuildStreamsTheLogAndExitsZero) {
+  auto job = Job(R"(
+name: hello
+parameters: {WHO: {default: world}}
+steps:
+  - name: greet
+    run: echo "hello $WHO from build $BUILD_NUMBER of $JOB_NAME on $NODE_NAME"
+  - run: pwd
+)");
+  auto r = RunCommand(Run(job.string(), {"-p", "WHO=tester"}));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("[gearrun] step 1 of 2 'greet'\n"
+                               "hello tester from build 1 of hello on test-node\n"));
+  EXPECT_THAT(r.out, HasSubstr((dir_.path() / "state/workspace/hello").string()));
+  EXPECT_THAT(r.out, HasSubstr("hello #1: SUCCESS"));
+  EXPECT_THAT(Read("state/builds/hello/1/build.json"), HasSubstr("\"result\": \"SUCCESS\""));
+  EXPECT_THAT(Read("state/builds/hello/1/log"), HasSubstr("hello tester from build 1"));
+}
+
+TEST_F(RunTest, NumbersIncreaseAcrossRuns) {
+  auto job = Job("name: counter\nsteps: [{run: 'echo number $BUILD_NUMBER'}]\n");
+  EXPECT_THAT(RunCommand(Run(job.string())).out, HasSubstr("number 1"));
+  EXPECT_THAT(RunCommand(Run(job.string())).out, HasSubstr("number 2"));
+  EXPECT_THAT(RunCommand(Run(job.string())).out, HasSubstr("counter #3: SUCCESS"));
+}
+
+TEST_F(RunTest, FailureExitsOneAndUnstableToo) {
+  auto fail = Job("name: f\nsteps: [{name: boom, run: 'exit 7'}]\n");
+  auto r = RunCommand(Run(fail.string()));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("f #1: FAILURE - step 'boom' failed: exit code 7"));
+  auto unstable = Job("name: u\nsteps: [{run: 'exit 1', continue_on_error: true}]\n");
+  auto u = RunCommand(Run(unstable.string()));
+  EXPECT_EQ(u.exit_code, 1);
+  EXPECT_THAT(u.out, HasSubstr("u #1: UNSTABLE"));
+}
+
+TEST_F(RunTest, TimeoutExitsThreeAndLeavesNothingRunning) {
+  auto job = Job(R"(
+name: slow
+steps:
+  - name: hang
+    run: |
+      sleep 300 & echo $! > "$WORKSPACE/child.pid"
+      echo $$ > "$WORKSPACE/main.pid"
+      wait
+    timeout: 1s
+    kill: {grace: 1s}
+)");
+  auto r = RunCommand(Run(job.string()));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ABORTED - step 'hang' timed out: its timeout of 1.0s expired"));
+  for (const char* f : {"state/workspace/slow/child.pid", "state/workspace/slow/main.pid"}) {
+    int pid = std::stoi(Read(f));
+    EXPECT_FALSE(testing::ProcessAlive(pid)) << f;
+  }
+}
+
+TEST_F(RunTest, CtrlCStopsTheBuildRunsFinallyAndLeavesNothing) {
+  auto job = Job(R"(
+name: interrupted
+steps:
+  - name: long
+    run: |
+      setsid sleep 300 & echo $! > "$WORKSPACE/daemon.pid"
+      echo started
+      sleep 300
+finally:
+  - name: cleanup
+    run: echo "finally ran"
+)");
+  testing::BackgroundCommand gearrun(Run(job.string()));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return gearrun.out().find("started") != std::string::npos; }, 30s))
+      << gearrun.out();
+  gearrun.Signal(SIGINT);
+  auto r = gearrun.Wait(60s);
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("finally ran"));
+  EXPECT_THAT(r.out, HasSubstr("ABORTED - stopped by signal SIGINT"));
+  int daemon = std::stoi(Read("state/workspace/interrupted/daemon.pid"));
+  EXPECT_FALSE(testing::ProcessAlive(daemon));
+}
+
+TEST_F(RunTest, SecretsAreMaskedInTheLogAndRecord) {
+  auto job = Job(R"(
+name: secretive
+parameters: {TOKEN: {secret: true}}
+steps: [{run: 'echo "token is $TOKEN"'}]
+)");
+  auto r = RunCommand(Run(job.string(), {"-p", "TOKEN=hunter2"}));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("token is ****"));
+  EXPECT_THAT(r.out, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(Read("state/builds/secretive/1/log"), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(Read("state/builds/secretive/1/build.json"), Not(HasSubstr("hunter2")));
+}
+
+TEST_F(RunTest, JobByNameFromAJobsDirectory) {
+  auto r = RunCommand(Run("hello", {"--jobs", kExamples}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Hello, world!"));
+}
+
+TEST_F(RunTest, UsageAndValidationErrorsExitTwo) {
+  auto job = Job("name: p\nparameters: {T: {required: true}}\nsteps: [{run: 'true'}]\n");
+  auto missing = RunCommand(Run(job.string()));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("missing required parameter 'T'"));
+  auto bad_p = RunCommand(Run(job.string(), {"-p", "novalue"}));
+  EXPECT_EQ(bad_p.exit_code, 2);
+  EXPECT_THAT(bad_p.err, HasSubstr("-p takes KEY=VALUE"));
+  auto unknown = RunCommand(Run("nosuchjob", {"--jobs", kExamples}));
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("no job named 'nosuchjob'"));
+  auto invalid = dir_.Write("bad.yaml", "name: b\nsteps: []\n");
+  auto bad = RunCommand(Run(invalid.string()));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("bad.yaml:2:8"));
+}
+
+TEST_F(RunTest, SeveralJobsInOneFileMustBeNamed) {
+  auto job = Job("name: a\nsteps: [{run: 'true'}]\n---\nname: b\nsteps: [{run: 'true'}]\n");
+  auto r = RunCommand(Run(job.string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("defines 2 jobs; name one"));
+  EXPECT_EQ(RunCommand(Run("b", {"--jobs", job.string()})).exit_code, 0);
+}
+
+TEST_F(RunTest, BothContainmentModesWork) {
+  auto job = Job("name: m\nsteps: [{run: 'sleep 60 & echo bg'}]\n");
+  for (const char* mode : {"cgroup", "process-group"}) {
+    auto r = RunCommand(Run(job.string(), {"--containment", mode}));
+    EXPECT_EQ(r.exit_code, 0) << mode << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr(std::string("containment ") + mode));
+    EXPECT_THAT(r.out, HasSubstr("stopped 1 process the build left running"));
+  }
+}
+
+}  // namespace
+}  // namespace gearrun

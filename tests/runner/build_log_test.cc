@@ -1,0 +1,140 @@
+#include "runner/build_log.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "tests/support/command.h"
+
+namespace gearrun::runner {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string ReadAll(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(SecretMaskerTest, MasksWholeSecrets) {
+  SecretMasker m({"hunter2"});
+  std::string out = m.Feed("token=hunter2 and again hunter2.");
+  out += m.Flush();
+  EXPECT_EQ(out, "token=**** and again ****.");
+}
+
+TEST(SecretMaskerTest, MasksASecretSplitAtEveryPoint) {
+  const std::string text = "before s3cret-value after s3cret-value";
+  for (size_t split = 0; split <= text.size(); ++split) {
+    SecretMasker m({"s3cret-value"});
+    std::string out = m.Feed(text.substr(0, split));
+    out += m.Feed(text.substr(split));
+    out += m.Flush();
+    EXPECT_EQ(out, "before **** after ****") << "split at " << split;
+  }
+}
+
+TEST(SecretMaskerTest, MasksASecretFedOneByteAtATime) {
+  SecretMasker m({"abc", "abcdef"});
+  std::string out;
+  for (char c : std::string("xabcdefyabcz")) out += m.Feed(std::string(1, c));
+  out += m.Flush();
+  EXPECT_EQ(out, "x****y****z");  // the longer secret wins where both start
+}
+
+TEST(SecretMaskerTest, PassesEverythingWhenThereAreNoSecrets) {
+  SecretMasker m({"", ""});
+  EXPECT_FALSE(m.active());
+  EXPECT_EQ(m.Feed(std::string("\0\xff", 2)), std::string("\0\xff", 2));
+}
+
+TEST(SecretMaskerTest, APartialSecretAtTheEndIsNotASecret) {
+  SecretMasker m({"password"});
+  std::string out = m.Feed("pass");
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(m.Flush(), "pass");
+}
+
+TEST(BuildLogTest, WritesOutputAndOwnLinesOnLinesOfTheirOwn) {
+  testing::TempDir dir;
+  auto log = BuildLog::Open(dir.path() / "log", {});
+  ASSERT_TRUE(log);
+  log->Line("step 1");
+  log->Write("no newline at the end");
+  log->Line("step 1 done");
+  EXPECT_EQ(ReadAll(dir.path() / "log"),
+            "[gearrun] step 1\nno newline at the end\n[gearrun] step 1 done\n");
+}
+
+TEST(BuildLogTest, MasksSecretsInOutputAndInItsOwnLines) {
+  testing::TempDir dir;
+  auto log = BuildLog::Open(dir.path() / "log", {.secrets = {"hunter2"}});
+  log->Write("the token is hun");
+  log->Write("ter2\n");
+  log->Line("parameter value hunter2");
+  std::string text = ReadAll(dir.path() / "log");
+  EXPECT_THAT(text, Not(HasSubstr("hunter2")));
+  EXPECT_EQ(text, "the token is ****\n[gearrun] parameter value ****\n");
+}
+
+TEST(BuildLogTest, CapDropsOutputWithOneMarkerAndKeepsOwnLines) {
+  testing::TempDir dir;
+  auto log = BuildLog::Open(dir.path() / "log", {.cap_bytes = 10});
+  log->Write("0123456");
+  log->Write("789abcdef");
+  log->Write("more and more");
+  log->Line("step done");
+  EXPECT_TRUE(log->capped());
+  EXPECT_EQ(ReadAll(dir.path() / "log"),
+            "0123456789\n[gearrun] log cap of 10 bytes reached: further output of this build "
+            "is dropped (the steps keep running)\n[gearrun] step done\n");
+}
+
+TEST(BuildLogTest, TeesToAnotherFd) {
+  testing::TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  {
+    auto log = BuildLog::Open(dir.path() / "log", {.tee_fd = fds[1]});
+    log->Write("hello\n");
+  }
+  ::close(fds[1]);
+  char buf[16] = {};
+  EXPECT_EQ(::read(fds[0], buf, sizeof(buf)), 6);
+  EXPECT_STREQ(buf, "hello\n");
+  ::close(fds[0]);
+}
+
+TEST(BuildLogTest, ClosedTeeDoesNotStopTheLog) {
+  testing::TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);
+  struct sigaction ignore {
+  }, old{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &old);
+  {
+    auto log = BuildLog::Open(dir.path() / "log", {.tee_fd = fds[1]});
+    log->Write("one\n");
+    log->Write("two\n");
+  }
+  ::sigaction(SIGPIPE, &old, nullptr);
+  ::close(fds[1]);
+  EXPECT_EQ(ReadAll(dir.path() / "log"), "one\ntwo\n");
+}
+
+TEST(BuildLogTest, OpenFailsWithAReason) {
+  auto log = BuildLog::Open("/nonexistent/dir/log", {});
+  ASSERT_FALSE(log);
+  EXPECT_THAT(log.error(), HasSubstr("cannot create build log /nonexistent/dir/log"));
+}
+
+}  // namespace
+}  // namespace gearrun::runner

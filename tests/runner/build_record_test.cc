@@ -1,0 +1,110 @@
+#include "runner/build_record.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "tests/support/command.h"
+
+namespace gearrun::runner {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(BuildStoreTest, NumbersIncreasePerJob) {
+  testing::TempDir dir;
+  BuildStore store(dir.path());
+  EXPECT_EQ(store.NextNumber("a"), 1);
+  EXPECT_EQ(store.NextNumber("a"), 2);
+  EXPECT_EQ(store.NextNumber("b"), 1);
+  EXPECT_EQ(store.NextNumber("a"), 3);
+  EXPECT_TRUE(std::filesystem::is_directory(store.BuildDir("a", 3)));
+}
+
+TEST(BuildStoreTest, NumbersSurviveARestart) {
+  testing::TempDir dir;
+  { EXPECT_EQ(BuildStore(dir.path()).NextNumber("a"), 1); }
+  { EXPECT_EQ(BuildStore(dir.path()).NextNumber("a"), 2); }
+}
+
+TEST(BuildStoreTest, NumbersAreNeverReusedEvenWhenTheCounterIsLost) {
+  testing::TempDir dir;
+  BuildStore store(dir.path());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store.NextNumber("a"));
+  std::filesystem::remove(dir.path() / "builds/a/next-number");
+  EXPECT_EQ(store.NextNumber("a"), 6);
+  dir.Write("builds/a/next-number", "garbage");
+  EXPECT_EQ(store.NextNumber("a"), 7);
+}
+
+TEST(BuildStoreTest, NumbersAreUniqueAcrossThreads) {
+  testing::TempDir dir;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::set<std::int64_t> seen;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      BuildStore store(dir.path());  // each thread its own store, as separate processes would
+      for (int i = 0; i < 20; ++i) {
+        auto n = store.NextNumber("job");
+        std::lock_guard lock(mu);
+        EXPECT_TRUE(n && seen.insert(*n).second);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(seen.size(), 160u);
+  EXPECT_EQ(*seen.rbegin(), 160);
+}
+
+TEST(BuildStoreTest, RecordRoundTrips) {
+  testing::TempDir dir;
+  BuildStore store(dir.path());
+  auto n = store.NextNumber("guava");
+  BuildRecord r{.job = "guava", .number = *n, .result = Result::kAborted, .reason = "why"};
+  r.parameters = {{"A", "1"}, {"KEY", "****"}};
+  r.steps.push_back({.name = "compile",
+                     .result = StepResult::kAborted,
+                     .exit_code = -1,
+                     .signal = 15,
+                     .timed_out = true,
+                     .attempts = 2,
+                     .duration_ms = 1500});
+  r.steps.push_back({.name = "collect", .is_finally = true, .result = StepResult::kSuccess});
+  ASSERT_TRUE(store.Write(r));
+  auto back = store.Read("guava", *n);
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->result, Result::kAborted);
+  EXPECT_EQ(back->reason, "why");
+  EXPECT_EQ(back->parameters, r.parameters);
+  ASSERT_EQ(back->steps.size(), 2u);
+  EXPECT_EQ(back->steps[0].signal, 15);
+  EXPECT_TRUE(back->steps[0].timed_out);
+  EXPECT_EQ(back->steps[0].attempts, 2);
+  EXPECT_TRUE(back->steps[1].is_finally);
+  EXPECT_EQ(ToJson(*back), ToJson(r));
+}
+
+TEST(BuildStoreTest, InvalidUtf8InARecordIsReplacedNotFatal) {
+  BuildRecord r{.job = "j", .number = 1};
+  r.parameters = {{"A", "\xff\xfe"}};
+  EXPECT_THAT(ToJson(r), HasSubstr("\"A\""));
+}
+
+TEST(WriteFileAtomicallyTest, ReplacesWholeAndLeavesNoTemporaryFile) {
+  testing::TempDir dir;
+  auto path = dir.path() / "f";
+  ASSERT_TRUE(WriteFileAtomically(path, "one"));
+  ASSERT_TRUE(WriteFileAtomically(path, "two"));
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1);
+  auto missing = WriteFileAtomically(dir.path() / "no/such/dir/f", "x");
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error(), HasSubstr("cannot create"));
+}
+
+}  // namespace
+}  // namespace gearrun::runner
