@@ -100,6 +100,8 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     return not_built("cannot set up the sandbox: " + executor.error());
   }
   record.containment = (*executor)->containment();
+  std::string limits = (*executor)->DescribeLimits(settings.memory_max_bytes, settings.pids_max);
+  if (!limits.empty()) log->Line("build limits: " + limits);
 
   auto stopper = BuildStopper::Create();
   if (!stopper) return not_built(stopper.error());

@@ -90,6 +90,17 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    "cgroup, process-group")
       ->check(CLI::IsMember({"auto", "cgroup", "process-group"}))
       ->capture_default_str();
+  run_cmd
+      ->add_option("--limit", run.limits,
+                   "A limit for every process of a step: core=SIZE, nofile=N, nproc=N, "
+                   "as=SIZE (address space); repeatable")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--memory-max", run.memory_max,
+                      "Memory limit for the whole build (cgroup memory.max or v1 "
+                      "memory.limit_in_bytes), e.g. 2G; applied where cgroups allow");
+  run_cmd->add_option("--pids-max", run.pids_max,
+                      "Process limit for the whole build (cgroup pids.max); applied where "
+                      "cgroups allow");
   run_cmd->add_option("--log-cap", run.log_cap,
                       "Keep at most this much step output in the log (256M, 1G; 0: no cap); "
                       "default 256M");

@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdlib>
 #include <iomanip>
+#include <tuple>
 
 #include "jobs/loader.h"
 #include "jobs/request.h"
@@ -190,6 +191,33 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
       return kExitUsage;
     }
     settings.log_cap_bytes = *cap;
+  }
+  for (const auto& limit : options.limits) {
+    auto eq = limit.find('=');
+    std::string name = limit.substr(0, eq);
+    auto value = eq == std::string::npos ? std::nullopt : ParseSize(limit.substr(eq + 1));
+    std::optional<std::uint64_t>* field = name == "core"     ? &settings.limits.core_bytes
+                                          : name == "nofile" ? &settings.limits.open_files
+                                          : name == "nproc"  ? &settings.limits.processes
+                                          : name == "as"     ? &settings.limits.address_space_bytes
+                                                             : nullptr;
+    if (field == nullptr || !value) {
+      err << "gearrun run: --limit takes core=SIZE, nofile=N, nproc=N or as=SIZE, not '" << limit
+          << "'\n";
+      return kExitUsage;
+    }
+    *field = value;
+  }
+  for (auto [text, field, flag] :
+       {std::tuple{&options.memory_max, &settings.memory_max_bytes, "--memory-max"},
+        std::tuple{&options.pids_max, &settings.pids_max, "--pids-max"}}) {
+    if (text->empty()) continue;
+    auto value = ParseSize(*text);
+    if (!value || *value == 0) {
+      err << "gearrun run: " << flag << " takes a positive size or count, not '" << *text << "'\n";
+      return kExitUsage;
+    }
+    *field = value;
   }
   if (options.containment == "cgroup") {
     settings.containment = sandbox::ContainmentMode::kCgroup;

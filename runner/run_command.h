@@ -27,6 +27,9 @@ struct RunOptions {
   std::vector<std::string> labels;
   std::string containment = "auto";  // auto, cgroup, process-group
   std::string log_cap;               // "256M", "1G", "0" (no cap); empty: the default
+  std::vector<std::string> limits;   // "core=0", "nofile=4096", "nproc=512", "as=4G"
+  std::string memory_max;            // per build, through cgroups: "2G"
+  std::string pids_max;              // per build, through cgroups: "1000"
 };
 
 // "1024", "64K", "256M", "1G" (powers of 1024); nullopt when malformed.

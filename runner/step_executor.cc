@@ -34,3 +34,24 @@ std::string ContainerExecutor::containment() const {
 }
 
 }  // namespace gearrun::runner
+
+namespace gearrun::runner {
+
+std::string ContainerExecutor::DescribeLimits(const std::optional<std::uint64_t>& memory_max,
+                                              const std::optional<std::uint64_t>& pids_max) const {
+  const auto& in_force = container_.limits_in_force();
+  std::string out;
+  auto describe = [&](const char* what, const std::optional<std::uint64_t>& asked,
+                      sandbox::LimitMechanism how, const char* unit) {
+    if (!asked) return;
+    if (!out.empty()) out += ", ";
+    out += std::string(what) + " " + std::to_string(*asked) + unit;
+    out += how == sandbox::LimitMechanism::kNone ? " not applied (no cgroup controller available)"
+                                                 : " (" + std::string(sandbox::ToString(how)) + ")";
+  };
+  describe("memory", memory_max, in_force.memory, " bytes");
+  describe("pids", pids_max, in_force.pids, "");
+  return out;
+}
+
+}  // namespace gearrun::runner

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -51,6 +52,10 @@ class ContainerExecutor final : public StepExecutor {
   tl::expected<int, std::string> KillAll(const sandbox::KillPolicy& policy,
                                          sandbox::OutputSink& output) override;
   std::string containment() const override;
+  // Which build-wide limits the sandbox could apply, for the log: "memory 2147483648 bytes
+  // (cgroup v1)", "pids 100 not applied (no cgroup controller)"; empty when none were asked.
+  [[nodiscard]] std::string DescribeLimits(const std::optional<std::uint64_t>& memory_max,
+                                           const std::optional<std::uint64_t>& pids_max) const;
 
  private:
   ContainerExecutor(sandbox::Container container, sandbox::ResourceLimits limits)

@@ -179,5 +179,17 @@ TEST_F(RunTest, BothContainmentModesWork) {
   }
 }
 
+TEST_F(RunTest, LimitsReachTheSteps) {
+  auto job = Job("name: l\nsteps: [{run: 'echo \"nofile=$(ulimit -n) core=$(ulimit -c)\"'}]\n");
+  auto r = RunCommand(Run(job.string(), {"--limit", "nofile=256", "--limit", "core=0", "--pids-max",
+                                         "50", "--containment", "cgroup"}));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("nofile=256 core=0"));
+  EXPECT_THAT(r.out, HasSubstr("[gearrun] build limits: pids 50"));
+  auto bad = RunCommand(Run(job.string(), {"--limit", "files=1"}));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--limit takes core=SIZE"));
+}
+
 }  // namespace
 }  // namespace gearrun
