@@ -11,6 +11,8 @@
 #include <system_error>
 #include <tuple>
 
+#include "jobs/suggest.h"
+
 namespace gearrun::jobs {
 namespace {
 
@@ -37,30 +39,6 @@ const Section kStepSection = {
      "continue_on_error", "env", "dir", "shell", "kill"}};
 constexpr int kMaxRetries = 100;
 constexpr size_t kMaxJobNameLength = 100;
-
-// Optimal string alignment distance, for "did you mean".
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::string Quote(std::string_view s) {
   constexpr size_t kMax = 60;
@@ -255,15 +233,7 @@ class DocumentReader {
 
   static std::string UnknownKeyMessage(std::string_view key, const Section& section) {
     std::string msg = "unknown key '" + std::string(key) + "' in " + std::string(section.what);
-    std::string_view best;
-    size_t best_distance = 3;
-    for (std::string_view known : section.keys) {
-      size_t d = Lower(known) == Lower(key) ? 0 : EditDistance(key, known);
-      if (d < best_distance) {
-        best_distance = d;
-        best = known;
-      }
-    }
+    std::string_view best = ClosestWord(key, section.keys);
     if (!best.empty()) return msg + "; did you mean '" + std::string(best) + "'?";
     msg += " (known keys:";
     for (std::string_view known : section.keys) msg += " " + std::string(known);

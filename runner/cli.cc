@@ -8,16 +8,11 @@
 
 #include "jobs/labels.h"
 #include "runner/check_command.h"
+#include "runner/config.h"
 #include "runner/run_command.h"
 
 namespace gearrun::runner {
 namespace {
-
-std::string HostName() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
-  return name;
-}
 
 std::vector<std::string> SplitAll(const std::vector<std::string>& lists) {
   std::vector<std::string> out;

@@ -1,0 +1,88 @@
+// Node configuration for `gearrun serve`: defaults, then a YAML file (--config), then
+// command-line flags; later ones win. Every setting is validated before anything starts;
+// an error names the setting (and, for the file, its line and column).
+//
+//   ServeFlags flags = ...;                       // what the command line gave
+//   auto config = LoadServeConfig(flags);         // reads flags.config_file if set
+//   if (!config) { std::cerr << config.error(); return 2; }
+//
+// Pure apart from reading the file; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "jobs/job_spec.h"
+#include "jobs/request.h"
+#include "runner/build_service.h"
+
+namespace gearrun::runner {
+
+struct ServerAddress {
+  std::string host;
+  int port = 4730;
+
+  [[nodiscard]] std::string ToString() const;
+  friend bool operator==(const ServerAddress&, const ServerAddress&) = default;
+};
+
+// "host", "host:port", "[v6]:port"; the default port is 4730.
+[[nodiscard]] tl::expected<ServerAddress, std::string> ParseServerAddress(std::string_view text);
+
+enum class LogFormat { kText, kJson };
+
+struct ServeConfig {
+  std::vector<ServerAddress> servers;  // never empty once loaded
+  bool servers_configured = false;     // false: the default 127.0.0.1:4730 was used
+  NodeSettings node;                   // name, labels, state dir, limits, log cap ...
+  int executors = 1;
+  std::filesystem::path jobs;
+  jobs::RequestPolicy request_policy;
+  jobs::KillSpec kill;  // for jobs that do not set `kill`
+  std::optional<std::chrono::milliseconds> drain_timeout;  // nullopt: wait for builds
+  bool once = false;
+  std::string log_level = "info";  // trace, debug, info, warn, error
+  LogFormat log_format = LogFormat::kText;
+};
+
+// What the command line said; unset fields leave the file's value or the default.
+struct ServeFlags {
+  std::optional<std::filesystem::path> config_file;
+  std::vector<std::string> servers;
+  std::optional<std::string> node;
+  std::vector<std::string> labels;  // each may hold several, comma or space separated
+  std::optional<std::string> executors;
+  std::optional<std::string> jobs;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> workspace_root;
+  std::vector<std::string> pass_through;
+  std::optional<std::string> log_cap;
+  std::vector<std::string> limits;  // "core=0", "nofile=4096", ...
+  std::optional<std::string> memory_max;
+  std::optional<std::string> pids_max;
+  std::optional<std::string> containment;
+  std::optional<std::string> kill_signal;
+  std::optional<std::string> kill_grace;
+  std::optional<std::string> drain_timeout;
+  bool once = false;
+  std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
+};
+
+// The default for --node: this host's name.
+[[nodiscard]] std::string HostName();
+
+// Errors are one line: "<file>:<line>:<column>: <setting>: <what is wrong>" or
+// "--<flag>: <what is wrong>".
+[[nodiscard]] tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags);
+
+// Every key a config file may hold (for docs and tests).
+[[nodiscard]] const std::vector<std::string_view>& ServeConfigKeys();
+
+}  // namespace gearrun::runner
