@@ -1,0 +1,87 @@
+// The nlohmann-json adapter for Gearman payloads.
+#include "runner/payload.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace gearrun::runner {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json Common(const BuildRecord& r, const PayloadContext& c) {
+  Json j = {{"name", r.job},      {"number", r.number},  {"manager", c.manager},
+            {"worker", c.worker}, {"node_name", r.node}, {"node_labels", r.node_labels}};
+  if (!c.url.empty()) j["url"] = c.url;
+  return j;
+}
+
+std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string StartPayload(const BuildRecord& record, const PayloadContext& context) {
+  return Dump(Common(record, context));
+}
+
+std::string FinalPayload(const BuildRecord& record, const PayloadContext& context) {
+  Json j = Common(record, context);
+  j["result"] = ToString(record.result);
+  j["unique"] = record.unique;
+  j["duration_ms"] = record.duration_ms;
+  j["reason"] = record.reason;
+  Json steps = Json::array();
+  for (const auto& s : record.steps) {
+    steps.push_back({{"name", s.name},
+                     {"finally", s.is_finally},
+                     {"result", ToString(s.result)},
+                     {"exit_code", s.exit_code},
+                     {"signal", s.signal},
+                     {"attempts", s.attempts},
+                     {"duration_ms", s.duration_ms}});
+  }
+  j["steps"] = std::move(steps);
+  return Dump(j);
+}
+
+tl::expected<BuildReference, std::string> ParseBuildReference(std::string_view workload,
+                                                              ReferenceKind kind) {
+  nlohmann::json j = nlohmann::json::parse(workload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return tl::unexpected(
+        std::string("expected a JSON object such as {\"name\": \"job\", "
+                    "\"number\": 7}"));
+  }
+  BuildReference ref;
+  auto name = j.find("name");
+  if (name == j.end() || !name->is_string() || name->get<std::string>().empty()) {
+    return tl::unexpected(std::string("missing or invalid \"name\": expected the job name"));
+  }
+  ref.name = name->get<std::string>();
+  auto number = j.find("number");
+  bool ok = false;
+  if (number != j.end() && number->is_number_integer()) {
+    ref.number = number->get<std::int64_t>();
+    ok = true;
+  } else if (number != j.end() && number->is_string()) {
+    const auto& text = number->get_ref<const std::string&>();
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ref.number);
+    ok = ec == std::errc() && end == text.data() + text.size();
+  }
+  if (!ok || ref.number <= 0) {
+    return tl::unexpected(
+        std::string("missing or invalid \"number\": expected a build number such as 7"));
+  }
+  if (kind == ReferenceKind::kSetDescription) {
+    auto d = j.find("html_description");
+    if (d == j.end() || !d->is_string()) {
+      return tl::unexpected(std::string("missing or invalid \"html_description\": expected text"));
+    }
+    ref.html_description = d->get<std::string>();
+  }
+  return ref;
+}
+
+}  // namespace gearrun::runner
