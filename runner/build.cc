@@ -99,6 +99,7 @@ class BuildRun {
       outcome_.leftovers_killed = *killed;
       log_.Line("stopped " + Plural(*killed, "process") + " the build left running");
     }
+    log_.Flush();
     log_.Line("build " + std::string(ToString(outcome_.result)) +
               (outcome_.reason.empty() ? "" : ": " + outcome_.reason) + " (" +
               HumanDuration(Since(clock_, start)) + ")");

@@ -1,10 +1,12 @@
 #include "runner/build_log.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace gearrun::runner {
@@ -28,33 +30,54 @@ std::string SecretMasker::Feed(std::string_view bytes) {
 
 std::string SecretMasker::Flush() { return Process(true); }
 
+size_t SecretMasker::HoldFrom(size_t from) const {
+  // The longest tail (from `from` on) that is the start of a secret, which the next bytes
+  // may complete; nothing else is held back, so ordinary output is never delayed.
+  size_t n = pending_.size();
+  size_t max = std::min(longest_ - 1, n - from);
+  for (size_t k = max; k > 0; --k) {
+    std::string_view tail(pending_.data() + n - k, k);
+    for (const auto& s : secrets_) {
+      if (s.size() > k && std::string_view(s).starts_with(tail)) return n - k;
+    }
+  }
+  return n;
+}
+
 std::string SecretMasker::Process(bool final) {
-  // A secret that starts before `safe` ends within pending_, so it can be decided now; bytes
-  // from `safe` on might begin a secret whose rest has not arrived yet.
-  size_t safe = final ? pending_.size()
-                      : (pending_.size() >= longest_ ? pending_.size() - (longest_ - 1) : 0);
   std::string out;
   size_t i = 0;
-  while (i < safe) {
-    size_t best = std::string::npos;
-    size_t best_len = 0;
-    for (const auto& s : secrets_) {
-      size_t at = pending_.find(s, i);
-      if (at < best) {  // strictly earlier; ties keep the longer (earlier in the list)
-        best = at;
-        best_len = s.size();
-      }
-    }
-    if (best == std::string::npos || best >= safe) {
-      out.append(pending_, i, safe - i);
-      i = safe;
+  while (true) {
+    size_t hold = final ? pending_.size() : HoldFrom(i);
+    // The earliest match of any secret starting before `hold` (a match may run into the
+    // held tail: then it is complete, and masked).
+    size_t start = std::string::npos;
+    for (const auto& s : secrets_) start = std::min(start, pending_.find(s, i));
+    if (start == std::string::npos || start >= hold) {
+      out.append(pending_, i, hold - i);
+      i = hold;
       break;
     }
-    out.append(pending_, i, best - i);
+    // Mask the union of all matches that overlap this one: two secrets sharing bytes
+    // ("ab" and "bcdef" in "abcdef") must not leave part of either readable.
+    size_t end = start;
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const auto& s : secrets_) {
+        for (size_t at = pending_.find(s, start); at != std::string::npos && at <= end;
+             at = pending_.find(s, at + 1)) {
+          if (at + s.size() > end) {
+            end = at + s.size();
+            grew = true;
+          }
+        }
+      }
+    }
+    out.append(pending_, i, start - i);
     out.append(kMask);
-    i = best + best_len;
+    i = end;
   }
-  pending_.erase(0, i);  // i >= safe: a mask may end past it, never past the end
+  pending_.erase(0, i);
   return out;
 }
 
@@ -76,6 +99,8 @@ BuildLog::BuildLog(std::filesystem::path path, sandbox::UniqueFd fd, BuildLogOpt
 
 void BuildLog::Write(std::string_view bytes) { EmitOutput(masker_.Feed(bytes)); }
 
+void BuildLog::Flush() { EmitOutput(masker_.Flush()); }
+
 void BuildLog::EmitOutput(std::string_view bytes) {
   if (bytes.empty() || capped_) return;
   std::uint64_t cap = options_.cap_bytes;
@@ -92,7 +117,8 @@ void BuildLog::EmitOutput(std::string_view bytes) {
 }
 
 void BuildLog::Line(std::string_view text) {
-  EmitOutput(masker_.Flush());
+  // The masker keeps only a tail that may begin a secret; it stays held across this line, so
+  // a secret whose halves arrive on either side of it is still masked.
   std::string line;
   if (!at_line_start_) line += '\n';
   line += "[gearrun] ";
@@ -104,29 +130,48 @@ void BuildLog::Line(std::string_view text) {
   Emit(line);
 }
 
-namespace {
-
-// Writes everything or gives up on that fd (returns false).
-bool WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-}  // namespace
-
 void BuildLog::Emit(std::string_view bytes) {
   if (bytes.empty()) return;
   at_line_start_ = bytes.back() == '\n';
   // A full disk must not stop the build; the record still tells how it ended.
-  (void)WriteAll(fd_.get(), bytes);
-  if (options_.tee_fd >= 0 && !WriteAll(options_.tee_fd, bytes)) {
-    options_.tee_fd = -1;  // the terminal went away (e.g. `gearrun run | head`): stop copying
+  (void)sandbox::WriteAll(fd_.get(), bytes);
+  Tee(bytes);
+}
+
+void BuildLog::Tee(std::string_view bytes) {
+  if (options_.tee_fd < 0) return;
+  // Never block the build on the copy: a terminal that is not read (a pager, Ctrl-S, a
+  // stalled pipe) would otherwise hold up timeouts and stops. Write only while the fd takes
+  // data at once, at most PIPE_BUF at a time (a pipe takes that much without blocking when
+  // poll says it is writable); drop the rest and say so when the copy can go on.
+  auto writable = [&] {
+    pollfd p{.fd = options_.tee_fd, .events = POLLOUT, .revents = 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
+  };
+  auto write_some = [&](std::string_view& rest) {
+    while (!rest.empty()) {
+      if (!writable()) return false;
+      ssize_t n = ::write(options_.tee_fd, rest.data(), std::min<size_t>(rest.size(), PIPE_BUF));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (errno != EAGAIN) options_.tee_fd = -1;  // gone (EPIPE): stop copying for good
+        return false;
+      }
+      rest.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  };
+  if (tee_dropped_ > 0) {
+    std::string notice = "\n[gearrun] " + std::to_string(tee_dropped_) +
+                         " bytes not shown here: this output did not keep up (the build log "
+                         "has everything: " +
+                         path_.string() + ")\n";
+    std::string_view rest = notice;
+    if (!write_some(rest)) return void(tee_dropped_ += bytes.size());
+    tee_dropped_ = 0;
   }
+  std::string_view rest = bytes;
+  if (!write_some(rest)) tee_dropped_ += rest.size();
 }
 
 }  // namespace gearrun::runner

@@ -34,7 +34,8 @@ class SecretMasker {
  public:
   explicit SecretMasker(std::vector<std::string> secrets);
 
-  // Returns what can be passed on now; keeps back a tail that may be the start of a secret.
+  // Returns what can be passed on now; keeps back only a tail that may be the start of a
+  // secret. Overlapping matches of several secrets are masked as one.
   [[nodiscard]] std::string Feed(std::string_view bytes);
   // Returns everything still held back (masked), e.g. at the end of a step.
   [[nodiscard]] std::string Flush();
@@ -42,6 +43,7 @@ class SecretMasker {
 
  private:
   std::string Process(bool final);
+  [[nodiscard]] size_t HoldFrom(size_t from) const;
 
   std::vector<std::string> secrets_;  // non-empty, longest first
   size_t longest_ = 0;
@@ -51,7 +53,9 @@ class SecretMasker {
 struct BuildLogOptions {
   std::uint64_t cap_bytes = 0;       // step output kept at most; 0: no cap
   std::vector<std::string> secrets;  // values to mask (empty ones are ignored)
-  int tee_fd = -1;                   // also write everything here (not owned); -1: no copy
+  // Also copy everything here (not owned), as far as the fd takes it without blocking;
+  // -1: no copy.
+  int tee_fd = -1;
 };
 
 class BuildLog final : public sandbox::OutputSink {
@@ -66,6 +70,8 @@ class BuildLog final : public sandbox::OutputSink {
 
   // Step output: masked, capped.
   void Write(std::string_view bytes) override;
+  // Writes out what the masker still holds (at the end of the build).
+  void Flush();
   // One line of the build's own, prefixed "[gearrun] ", on a line of its own (a newline is
   // added first when step output did not end with one). Masked, never capped.
   void Line(std::string_view text);
@@ -77,6 +83,7 @@ class BuildLog final : public sandbox::OutputSink {
  private:
   BuildLog(std::filesystem::path path, sandbox::UniqueFd fd, BuildLogOptions options);
   void Emit(std::string_view bytes);
+  void Tee(std::string_view bytes);
   void EmitOutput(std::string_view bytes);
 
   std::filesystem::path path_;
@@ -86,6 +93,7 @@ class BuildLog final : public sandbox::OutputSink {
   std::uint64_t output_bytes_ = 0;
   bool capped_ = false;
   bool at_line_start_ = true;
+  std::uint64_t tee_dropped_ = 0;  // bytes the copy could not take since it last could
 };
 
 }  // namespace gearrun::runner

@@ -24,16 +24,6 @@ std::string Errno(const std::string& what, const fs::path& path) {
   return what + " " + path.string() + ": " + std::strerror(errno);
 }
 
-bool WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
 tl::expected<std::string, std::string> ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return tl::unexpected(Errno("cannot read", path));
@@ -65,7 +55,7 @@ tl::expected<void, std::string> WriteFileAtomically(const fs::path& path, std::s
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) return tl::unexpected(Errno("cannot create", tmp));
-    if (!WriteAll(fd.get(), text) || ::fsync(fd.get()) != 0) {
+    if (!sandbox::WriteAll(fd.get(), text) || ::fsync(fd.get()) != 0) {
       auto err = Errno("cannot write", tmp);
       ::unlink(tmp.c_str());
       return tl::unexpected(err);

@@ -103,17 +103,24 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   std::string limits = (*executor)->DescribeLimits(settings.memory_max_bytes, settings.pids_max);
   if (!limits.empty()) log->Line("build limits: " + limits);
 
-  auto stopper = BuildStopper::Create();
-  if (!stopper) return not_built(stopper.error());
+  std::unique_ptr<BuildStopper> own_stopper;
+  BuildStopper* stopper = request.stopper;
+  if (stopper == nullptr) {
+    auto created = BuildStopper::Create();
+    if (!created) return not_built(created.error());
+    own_stopper = std::move(*created);
+    stopper = own_stopper.get();
+  }
 
   return std::unique_ptr<Build>(new Build(settings, std::move(request), clock, store,
                                           std::move(record), std::move(*log), std::move(*workspace),
-                                          std::move(*executor), std::move(*stopper)));
+                                          std::move(*executor), std::move(own_stopper), stopper));
 }
 
 Build::Build(const NodeSettings& settings, BuildRequest request, Clock& clock, BuildStore& store,
              BuildRecord record, BuildLog log, Workspace workspace,
-             std::unique_ptr<StepExecutor> executor, std::unique_ptr<BuildStopper> stopper)
+             std::unique_ptr<StepExecutor> executor, std::unique_ptr<BuildStopper> own_stopper,
+             BuildStopper* stopper)
     : settings_(settings),
       request_(std::move(request)),
       clock_(clock),
@@ -122,8 +129,17 @@ Build::Build(const NodeSettings& settings, BuildRequest request, Clock& clock, B
       log_(std::move(log)),
       workspace_(std::move(workspace)),
       executor_(std::move(executor)),
-      stopper_(std::move(stopper)),
+      own_stopper_(std::move(own_stopper)),
+      stopper_(stopper),
       started_(clock.Now()) {}
+
+Build::~Build() {
+  if (record_.result != Result::kRunning) return;
+  record_.result = Result::kNotBuilt;
+  record_.reason = "the build was dropped before it ran";
+  record_.finished_at = FormatTimestamp(clock_.WallNow());
+  (void)store_.Write(record_);
+}
 
 const BuildRecord& Build::Run(BuildObserver* observer) {
   const jobs::JobSpec& job = *request_.job;

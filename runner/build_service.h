@@ -9,6 +9,7 @@
 //     const BuildRecord& record = (*build)->Run(&observer);
 //   }
 //
+// `settings`, the clock and the store must outlive the Build.
 // Start() gives out the build number, writes a RUNNING record, opens the log, takes a
 // workspace and a sandbox container. Run() runs the steps (runner/build.h) and writes the
 // final record atomically. Stop() may be called from any thread at any time.
@@ -55,6 +56,10 @@ struct BuildRequest {
   std::string unique;  // Gearman unique id; empty for local builds
   int executor = 0;
   int tee_fd = -1;  // copy the log here as it is written (gearrun run: the terminal)
+  // The build's stop control, when the caller must be able to stop it before Start()
+  // returns (signal handlers installed first). Not owned; must outlive the Build.
+  // Null: the Build makes its own.
+  BuildStopper* stopper = nullptr;
 };
 
 struct StartFailure {
@@ -80,10 +85,16 @@ class Build {
   // For signal handlers (async-signal-safe).
   [[nodiscard]] BuildStopper& stopper() { return *stopper_; }
 
+  // A Build dropped without Run() leaves a final record saying so (never RUNNING).
+  ~Build();
+  Build(const Build&) = delete;
+  Build& operator=(const Build&) = delete;
+
  private:
   Build(const NodeSettings& settings, BuildRequest request, Clock& clock, BuildStore& store,
         BuildRecord record, BuildLog log, Workspace workspace,
-        std::unique_ptr<StepExecutor> executor, std::unique_ptr<BuildStopper> stopper);
+        std::unique_ptr<StepExecutor> executor, std::unique_ptr<BuildStopper> own_stopper,
+        BuildStopper* stopper);
 
   const NodeSettings& settings_;
   BuildRequest request_;
@@ -93,7 +104,8 @@ class Build {
   BuildLog log_;
   Workspace workspace_;
   std::unique_ptr<StepExecutor> executor_;
-  std::unique_ptr<BuildStopper> stopper_;
+  std::unique_ptr<BuildStopper> own_stopper_;  // when the request brought none
+  BuildStopper* stopper_;
   Clock::TimePoint started_;
 };
 

@@ -23,6 +23,39 @@ std::vector<std::string> SplitAll(const std::vector<std::string>& lists) {
   return out;
 }
 
+// The node and build settings `gearrun run` and `gearrun serve` share; see runner/config.h.
+void AddBuildOptions(CLI::App& cmd, ServeFlags& f) {
+  cmd.add_option("--config", f.config_file, "A node configuration file (YAML); flags win");
+  cmd.add_option("--node", f.node, "Node name (a label of its own); default this host's name");
+  cmd.add_option("--labels", f.labels, "The node's labels, comma or space separated; repeatable")
+      ->allow_extra_args(false);
+  cmd.add_option("--state-dir", f.state_dir,
+                 "Where build records, logs and workspaces go; default /var/lib/gearrun for "
+                 "root, else ~/.local/state/gearrun");
+  cmd.add_option("--workspace-root", f.workspace_root,
+                 "Where workspaces go; default STATE_DIR/workspace");
+  cmd.add_option("--pass-through", f.pass_through,
+                 "Pattern of undeclared parameters passed on to builds (default ZUUL_*, "
+                 "BASE_LOG_PATH, LOG_PATH, OFFLINE_NODE_WHEN_COMPLETE); repeatable")
+      ->allow_extra_args(false);
+  cmd.add_option("--containment", f.containment,
+                 "How a build's processes are kept together: auto (cgroup when possible), "
+                 "cgroup, process-group");
+  cmd.add_option("--limit", f.limits,
+                 "A limit for every process of a step: core=SIZE, nofile=N, nproc=N, as=SIZE "
+                 "(address space); repeatable")
+      ->allow_extra_args(false);
+  cmd.add_option("--memory-max", f.memory_max,
+                 "Memory limit for a whole build (cgroup memory.max, or v1 "
+                 "memory.limit_in_bytes), e.g. 2G; applied where cgroups allow");
+  cmd.add_option("--pids-max", f.pids_max,
+                 "Process limit for a whole build (cgroup pids.max); applied where cgroups "
+                 "allow");
+  cmd.add_option("--log-cap", f.log_cap,
+                 "Keep at most this much step output per build log (256M, 1G; 0: no cap); "
+                 "default 256M");
+}
+
 }  // namespace
 
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -56,49 +89,19 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->allow_extra_args(false);
 
   RunOptions run;
-  std::vector<std::string> run_labels;
-  run.node = HostName();
   auto* run_cmd = app.add_subcommand(
       "run",
       "Run one job on this machine, as a served build would run, with the log on the terminal. "
       "Ctrl-C stops it (finally steps still run; a second Ctrl-C stops them too). Exit 0 "
       "SUCCESS, 1 FAILURE, UNSTABLE or not started, 2 usage or invalid job, 3 ABORTED.");
   run_cmd->add_option("job", run.target, "A job file, or the name of a job in --jobs")->required();
-  run_cmd->add_option(
-      "--jobs", run.jobs,
-      std::string("Job file or directory to find JOB in; default ") + kDefaultJobsDir);
+  run_cmd->add_option("--jobs", run.jobs,
+                      std::string("Job file or directory to find JOB in; default the "
+                                  "configuration's, else ") +
+                          kDefaultJobsDir);
   run_cmd->add_option("-p,--param", run.parameters, "A parameter, KEY=VALUE; repeatable")
       ->allow_extra_args(false);
-  run_cmd->add_option("--state-dir", run.state_dir,
-                      "Where build records, logs and workspaces go; default /var/lib/gearrun "
-                      "for root, else ~/.local/state/gearrun");
-  run_cmd->add_option("--workspace-root", run.workspace_root,
-                      "Where workspaces go; default STATE_DIR/workspace");
-  run_cmd->add_option("--node", run.node, "Node name (a label of its own)")->capture_default_str();
-  run_cmd
-      ->add_option("--labels", run_labels,
-                   "The node's labels, comma or space separated; repeatable")
-      ->allow_extra_args(false);
-  run_cmd
-      ->add_option("--containment", run.containment,
-                   "How the build's processes are kept together: auto (cgroup when possible), "
-                   "cgroup, process-group")
-      ->check(CLI::IsMember({"auto", "cgroup", "process-group"}))
-      ->capture_default_str();
-  run_cmd
-      ->add_option("--limit", run.limits,
-                   "A limit for every process of a step: core=SIZE, nofile=N, nproc=N, "
-                   "as=SIZE (address space); repeatable")
-      ->allow_extra_args(false);
-  run_cmd->add_option("--memory-max", run.memory_max,
-                      "Memory limit for the whole build (cgroup memory.max or v1 "
-                      "memory.limit_in_bytes), e.g. 2G; applied where cgroups allow");
-  run_cmd->add_option("--pids-max", run.pids_max,
-                      "Process limit for the whole build (cgroup pids.max); applied where "
-                      "cgroups allow");
-  run_cmd->add_option("--log-cap", run.log_cap,
-                      "Keep at most this much step output in the log (256M, 1G; 0: no cap); "
-                      "default 256M");
+  AddBuildOptions(*run_cmd, run.node);
 
   try {
     app.parse(argc, argv);
@@ -111,10 +114,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     check.labels = SplitAll(check_labels);
     return RunCheck(check, out, err);
   }
-  if (run_cmd->parsed()) {
-    run.labels = SplitAll(run_labels);
-    return RunRun(run, out, err);
-  }
+  if (run_cmd->parsed()) return RunRun(run, out, err);
   err << app.help();
   return kExitUsage;
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <climits>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -15,7 +16,6 @@
 #include "jobs/duration.h"
 #include "jobs/labels.h"
 #include "jobs/suggest.h"
-#include "runner/run_command.h"
 
 namespace gearrun::runner {
 namespace {
@@ -319,6 +319,36 @@ std::string HostName() {
   return host.substr(0, host.find('.'));
 }
 
+std::optional<std::uint64_t> ParseSize(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  int shift = 0;
+  if (unit == "K" || unit == "k") {
+    shift = 10;
+  } else if (unit == "M") {
+    shift = 20;
+  } else if (unit == "G") {
+    shift = 30;
+  } else if (!unit.empty()) {
+    return std::nullopt;
+  }
+  if (shift > 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
+  return value << shift;
+}
+
+std::filesystem::path DefaultStateDir() {
+  if (::geteuid() == 0) return "/var/lib/gearrun";
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && xdg[0] == '/') {
+    return std::filesystem::path(xdg) / "gearrun";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] != '\0') {
+    return std::filesystem::path(home) / ".local/state/gearrun";
+  }
+  return "/tmp/gearrun-" + std::to_string(::geteuid());
+}
+
 const std::vector<std::string_view>& ServeConfigKeys() {
   static const std::vector<std::string_view> keys = [] {
     std::vector<std::string_view> out;
@@ -332,7 +362,7 @@ tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags) 
   ServeConfig config;
   config.servers = {ServerAddress{"127.0.0.1", 4730}};
   config.node.name = HostName();
-  config.node.state_dir = "/var/lib/gearrun";
+  config.node.state_dir = DefaultStateDir();
   config.jobs = "/etc/gearrun/jobs";
   config.executors = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u));
 

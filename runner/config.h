@@ -1,6 +1,7 @@
-// Node configuration for `gearrun serve`: defaults, then a YAML file (--config), then
-// command-line flags; later ones win. Every setting is validated before anything starts;
-// an error names the setting (and, for the file, its line and column).
+// Node configuration for `gearrun serve` (and the build settings of `gearrun run`):
+// defaults, then a YAML file (--config), then command-line flags; later ones win. Every setting is
+// validated before anything starts; an error names the setting (and, for the file, its line and
+// column).
 //
 //   ServeFlags flags = ...;                       // what the command line gave
 //   auto config = LoadServeConfig(flags);         // reads flags.config_file if set
@@ -14,9 +15,9 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <vector>
-
+#include <string_view>
 #include <tl/expected.hpp>
+#include <vector>
 
 #include "jobs/job_spec.h"
 #include "jobs/request.h"
@@ -44,7 +45,7 @@ struct ServeConfig {
   int executors = 1;
   std::filesystem::path jobs;
   jobs::RequestPolicy request_policy;
-  jobs::KillSpec kill;  // for jobs that do not set `kill`
+  jobs::KillSpec kill;                                     // for jobs that do not set `kill`
   std::optional<std::chrono::milliseconds> drain_timeout;  // nullopt: wait for builds
   bool once = false;
   std::string log_level = "info";  // trace, debug, info, warn, error
@@ -77,6 +78,13 @@ struct ServeFlags {
 
 // The default for --node: this host's name.
 [[nodiscard]] std::string HostName();
+
+// The default state directory: /var/lib/gearrun for root; otherwise $XDG_STATE_HOME/gearrun
+// or ~/.local/state/gearrun.
+[[nodiscard]] std::filesystem::path DefaultStateDir();
+
+// "1024", "64K", "256M", "1G" (powers of 1024); nullopt when malformed.
+[[nodiscard]] std::optional<std::uint64_t> ParseSize(std::string_view text);
 
 // Errors are one line: "<file>:<line>:<column>: <setting>: <what is wrong>" or
 // "--<flag>: <what is wrong>".

@@ -4,12 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
-#include <charconv>
-#include <climits>
 #include <cstdlib>
 #include <iomanip>
-#include <tuple>
 
 #include "jobs/loader.h"
 #include "jobs/request.h"
@@ -27,7 +25,9 @@ void OnStopSignal(int signo) {
   if (BuildStopper* s = g_stopper.load()) s->StopFromSignal(signo);
 }
 
-// Routes SIGINT and SIGTERM to the build while it runs; restores the old handlers after.
+// Routes SIGINT, SIGTERM and SIGHUP (the terminal went away) to the build while it runs;
+// restores the old handlers after. A signal the caller left ignored (a build started in the
+// background by a script) stays ignored.
 class StopSignals {
  public:
   explicit StopSignals(BuildStopper& stopper) {
@@ -35,30 +35,32 @@ class StopSignals {
     struct sigaction sa {};
     sa.sa_handler = OnStopSignal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
+    sa.sa_flags = 0;  // no SA_RESTART: a write blocked on the terminal must not outlive a stop
+    for (size_t i = 0; i < kSignals.size(); ++i) {
+      ::sigaction(kSignals[i], nullptr, &old_[i]);
+      if (old_[i].sa_handler != SIG_IGN) ::sigaction(kSignals[i], &sa, nullptr);
+    }
   }
   ~StopSignals() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
+    for (size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &old_[i], nullptr);
     g_stopper.store(nullptr);
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> old_{};
 };
 
 // Finds the job to run; prints why not and returns null when it cannot.
-std::shared_ptr<const jobs::JobSpec> FindJob(const RunOptions& options, std::ostream& err) {
+std::shared_ptr<const jobs::JobSpec> FindJob(const RunOptions& options,
+                                             const std::filesystem::path& jobs_dir,
+                                             std::ostream& err) {
   namespace fs = std::filesystem;
   std::error_code ec;
   bool is_file = fs::is_regular_file(options.target, ec);
-  fs::path source = is_file ? fs::path(options.target)
-                            : (options.jobs.empty() ? fs::path(kDefaultJobsDir) : options.jobs);
+  fs::path source = is_file ? fs::path(options.target) : jobs_dir;
   jobs::LoadReport report = jobs::LoadJobs({source});
 
   const jobs::JobSpec* found = nullptr;
@@ -125,50 +127,27 @@ void PrintSummary(const BuildRecord& r, const std::filesystem::path& log, std::o
 
 }  // namespace
 
-std::optional<std::uint64_t> ParseSize(std::string_view text) {
-  std::uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end == text.data()) return std::nullopt;
-  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
-  int shift = 0;
-  if (unit == "K" || unit == "k") {
-    shift = 10;
-  } else if (unit == "M") {
-    shift = 20;
-  } else if (unit == "G") {
-    shift = 30;
-  } else if (!unit.empty()) {
-    return std::nullopt;
-  }
-  if (shift > 0 && value > (UINT64_MAX >> shift)) return std::nullopt;
-  return value << shift;
-}
-
-std::filesystem::path DefaultStateDir() {
-  if (::geteuid() == 0) return "/var/lib/gearrun";
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && xdg[0] == '/') {
-    return std::filesystem::path(xdg) / "gearrun";
-  }
-  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] != '\0') {
-    return std::filesystem::path(home) / ".local/state/gearrun";
-  }
-  return "/tmp/gearrun-" + std::to_string(::geteuid());
-}
-
 int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
-  auto job = FindJob(options, err);
+  auto config = LoadServeConfig(options.node);
+  if (!config) {
+    err << "gearrun run: " << config.error() << "\n";
+    return kExitUsage;
+  }
+  auto job =
+      FindJob(options, options.jobs ? std::filesystem::path(*options.jobs) : config->jobs, err);
   if (!job) return kExitUsage;
 
   jobs::RequestParameters params;
   for (const auto& p : options.parameters) {
     auto eq = p.find('=');
     if (eq == std::string::npos || eq == 0) {
-      err << "gearrun run: -p takes KEY=VALUE, not '" << p << "'\n";
+      // Not echoed: the value may be a secret.
+      err << "gearrun run: -p takes KEY=VALUE (a name, '=', then the value)\n";
       return kExitUsage;
     }
     params.emplace_back(p.substr(0, eq), p.substr(eq + 1));
   }
-  auto bound = jobs::BindParameters(*job, params, jobs::RequestPolicy{});
+  auto bound = jobs::BindParameters(*job, params, config->request_policy);
   if (!bound) {
     err << "gearrun run: " << bound.error().message << "\n";
     return kExitUsage;
@@ -177,53 +156,7 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
     err << "gearrun run: warning: job '" << job->name << "' does not declare parameter '" << d
         << "'; it is not passed on\n";
   }
-
-  NodeSettings settings{
-      .name = options.node,
-      .labels = options.labels,
-      .state_dir = options.state_dir.empty() ? DefaultStateDir() : options.state_dir,
-      .workspace_root = options.workspace_root};
-  if (!options.log_cap.empty()) {
-    auto cap = ParseSize(options.log_cap);
-    if (!cap) {
-      err << "gearrun run: --log-cap takes a size such as 256M, 1G or 0, not '" << options.log_cap
-          << "'\n";
-      return kExitUsage;
-    }
-    settings.log_cap_bytes = *cap;
-  }
-  for (const auto& limit : options.limits) {
-    auto eq = limit.find('=');
-    std::string name = limit.substr(0, eq);
-    auto value = eq == std::string::npos ? std::nullopt : ParseSize(limit.substr(eq + 1));
-    std::optional<std::uint64_t>* field = name == "core"     ? &settings.limits.core_bytes
-                                          : name == "nofile" ? &settings.limits.open_files
-                                          : name == "nproc"  ? &settings.limits.processes
-                                          : name == "as"     ? &settings.limits.address_space_bytes
-                                                             : nullptr;
-    if (field == nullptr || !value) {
-      err << "gearrun run: --limit takes core=SIZE, nofile=N, nproc=N or as=SIZE, not '" << limit
-          << "'\n";
-      return kExitUsage;
-    }
-    *field = value;
-  }
-  for (auto [text, field, flag] :
-       {std::tuple{&options.memory_max, &settings.memory_max_bytes, "--memory-max"},
-        std::tuple{&options.pids_max, &settings.pids_max, "--pids-max"}}) {
-    if (text->empty()) continue;
-    auto value = ParseSize(*text);
-    if (!value || *value == 0) {
-      err << "gearrun run: " << flag << " takes a positive size or count, not '" << *text << "'\n";
-      return kExitUsage;
-    }
-    *field = value;
-  }
-  if (options.containment == "cgroup") {
-    settings.containment = sandbox::ContainmentMode::kCgroup;
-  } else if (options.containment == "process-group") {
-    settings.containment = sandbox::ContainmentMode::kProcessGroup;
-  }
+  const NodeSettings& settings = config->node;
 
   // Orphans of the build are re-parented to us, so that nothing escapes and all is reaped.
   if (auto ok = sandbox::BecomeSubreaper(); !ok) {
@@ -231,19 +164,24 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   }
   out.flush();
 
+  // Handlers first, so that a stop during Start() still ends in a final record.
+  auto stopper = BuildStopper::Create();
+  if (!stopper) {
+    err << "gearrun run: " << stopper.error() << "\n";
+    return kExitFailed;
+  }
+  StopSignals signals(**stopper);
   SystemClock clock;
   BuildStore store(settings.state_dir);
   auto build = Build::Start(
-      settings, {.job = job, .params = std::move(*bound), .tee_fd = STDOUT_FILENO}, clock, store);
+      settings,
+      {.job = job, .params = std::move(*bound), .tee_fd = STDOUT_FILENO, .stopper = stopper->get()},
+      clock, store);
   if (!build) {
     err << "gearrun run: the build could not start: " << build.error().reason << "\n";
     return kExitFailed;
   }
-  const BuildRecord* record = nullptr;
-  {
-    StopSignals signals((*build)->stopper());
-    record = &(*build)->Run(nullptr);
-  }
+  const BuildRecord* record = &(*build)->Run(nullptr);
   PrintSummary(*record, (*build)->log_path(), out);
   switch (record->result) {
     case Result::kSuccess:

@@ -8,6 +8,7 @@
 //   ::read(fd.get(), buf, n);
 #pragma once
 
+#include <string_view>
 #include <utility>
 
 namespace gearrun::sandbox {
@@ -38,5 +39,9 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Writes all of `bytes` to `fd`, retrying on EINTR and short writes. Returns false (errno
+// set) when a write fails. Not for use between fork and exec.
+[[nodiscard]] bool WriteAll(int fd, std::string_view bytes);
 
 }  // namespace gearrun::sandbox

@@ -1,5 +1,6 @@
 #include "runner/build_log.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -48,6 +49,20 @@ TEST(SecretMaskerTest, MasksASecretFedOneByteAtATime) {
   EXPECT_EQ(out, "x****y****z");  // the longer secret wins where both start
 }
 
+TEST(SecretMaskerTest, OverlappingSecretsAreMaskedAsOne) {
+  SecretMasker m({"ab", "bcdef"});
+  std::string out = m.Feed("xabcdefy");
+  out += m.Flush();
+  EXPECT_EQ(out, "x****y");  // neither "cdef" nor "a" of the secrets is left readable
+}
+
+TEST(SecretMaskerTest, HoldsBackOnlyWhatMayStartASecret) {
+  SecretMasker m({"hunter2"});
+  EXPECT_EQ(m.Feed("all done\n"), "all done\n");  // nothing delayed
+  EXPECT_EQ(m.Feed("token=hun"), "token=");       // "hun" may be the start of the secret
+  EXPECT_EQ(m.Feed("gry\n"), "hungry\n");
+}
+
 TEST(SecretMaskerTest, PassesEverythingWhenThereAreNoSecrets) {
   SecretMasker m({"", ""});
   EXPECT_FALSE(m.active());
@@ -81,6 +96,20 @@ TEST(BuildLogTest, MasksSecretsInOutputAndInItsOwnLines) {
   std::string text = ReadAll(dir.path() / "log");
   EXPECT_THAT(text, Not(HasSubstr("hunter2")));
   EXPECT_EQ(text, "the token is ****\n[gearrun] parameter value ****\n");
+}
+
+TEST(BuildLogTest, SecretSplitAroundARunnerLineIsStillMasked) {
+  // A background process prints half a secret, the runner writes a line of its own, then
+  // the other half arrives: the log must not hold the secret in two pieces.
+  testing::TempDir dir;
+  auto log = BuildLog::Open(dir.path() / "log", {.secrets = {"hunter2"}});
+  log->Write("token=hun");
+  log->Line("step 'one' SUCCESS");
+  log->Write("ter2\n");
+  log->Flush();
+  std::string text = ReadAll(dir.path() / "log");
+  EXPECT_THAT(text, Not(HasSubstr("hun")));
+  EXPECT_EQ(text, "token=\n[gearrun] step 'one' SUCCESS\n****\n");
 }
 
 TEST(BuildLogTest, CapDropsOutputWithOneMarkerAndKeepsOwnLines) {
@@ -128,6 +157,32 @@ TEST(BuildLogTest, ClosedTeeDoesNotStopTheLog) {
   ::sigaction(SIGPIPE, &old, nullptr);
   ::close(fds[1]);
   EXPECT_EQ(ReadAll(dir.path() / "log"), "one\ntwo\n");
+}
+
+TEST(BuildLogTest, AFullTeeNeverBlocksAndSaysWhatItDropped) {
+  testing::TempDir dir;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_GE(::fcntl(fds[1], F_SETPIPE_SZ, 8192), 0);  // two pages: poll counts pages
+  auto log = BuildLog::Open(dir.path() / "log", {.tee_fd = fds[1]});
+  std::string chunk(1000, 'x');
+  for (int i = 0; i < 100; ++i) log->Write(chunk);  // 100 KB into a 4 KB pipe nobody reads
+  // (Reaching this line at all is the point: a blocking copy would hang here.)
+  char buf[8192];
+  while (::read(fds[0], buf, sizeof(buf)) == sizeof(buf)) {
+  }
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  while (::read(fds[0], buf, sizeof(buf)) > 0) {
+  }
+  log->Write("after\n");
+  std::string copy;
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) copy.append(buf, static_cast<size_t>(n));
+  EXPECT_THAT(copy, HasSubstr("bytes not shown here: this output did not keep up"));
+  EXPECT_THAT(copy, HasSubstr("after\n"));
+  EXPECT_EQ(ReadAll(dir.path() / "log").size(), 100000u + 6);  // the file has everything
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(BuildLogTest, OpenFailsWithAReason) {

@@ -35,7 +35,7 @@ class BuildTest : public ::testing::Test {
   }
 
   BuildOutcome Run(BuildObserver* observer = nullptr) {
-    auto log = BuildLog::Open(dir_.path() / "log", {.secrets = {"s3cret"}});
+    auto log = BuildLog::Open(dir_.path() / "log", {.secrets = {"Z3cret"}});
     EXPECT_TRUE(log);
     BuildPlan plan{.job = &job_, .workspace = dir_.path()};
     plan.parameters = parameters_;
