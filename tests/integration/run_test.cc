@@ -188,7 +188,8 @@ TEST_F(RunTest, LimitsReachTheSteps) {
   EXPECT_THAT(r.out, HasSubstr("[gearrun] build limits: pids 50"));
   auto bad = RunCommand(Run(job.string(), {"--limit", "files=1"}));
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_THAT(bad.err, HasSubstr("--limit: unknown limit 'files' (known: core, nofile, nproc, as)"));
+  EXPECT_THAT(bad.err,
+              HasSubstr("--limit: unknown limit 'files' (known: core, nofile, nproc, as)"));
 }
 
 }  // namespace
