@@ -69,7 +69,7 @@ tl::expected<Duration, std::string> ParseDuration(std::string_view text) {
   if (pos == text.size()) {
     // A bare number is seconds.
     double ms = first * 1000;
-    if (ms > static_cast<double>(std::numeric_limits<int64_t>::max() / 2)) return fail("too long");
+    if (ms > static_cast<double>(kMaxDuration.count())) return fail("at most a year");
     return Duration(static_cast<int64_t>(std::llround(ms)));
   }
 
@@ -99,9 +99,7 @@ tl::expected<Duration, std::string> ParseDuration(std::string_view text) {
     last_rank = rank;
     pos += unit->suffix.size();
     total_ms += value * unit->ms;
-    if (total_ms > static_cast<double>(std::numeric_limits<int64_t>::max() / 2)) {
-      return fail("too long");
-    }
+    if (total_ms > static_cast<double>(kMaxDuration.count())) return fail("at most a year");
     if (pos == text.size()) break;
     if (!ReadNumber(text, pos, value)) return fail("");
     if (pos == text.size()) return fail("a unit is missing after the last number");

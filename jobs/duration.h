@@ -13,9 +13,12 @@ namespace gearrun::jobs {
 
 using Duration = std::chrono::milliseconds;
 
+// Longer than any build should wait, short enough that deadlines never overflow.
+inline constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
+
 // Parses a duration. On failure returns a message that says what was expected.
-// Negative durations are errors; zero is accepted (callers that need a positive value
-// check that themselves).
+// Negative durations and durations over a year (kMaxDuration) are errors; zero is accepted
+// (callers that need a positive value check that themselves).
 [[nodiscard]] tl::expected<Duration, std::string> ParseDuration(std::string_view text);
 
 // The shortest form ParseDuration reads back to the same value: "1h30m", "250ms", "0s".

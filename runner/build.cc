@@ -76,9 +76,15 @@ class BuildRun {
     }
 
     int finally_total = static_cast<int>(job_.finally.size());
+    // A build that could not start is run again elsewhere by the client: no cleanup with
+    // side effects (uploads, notifications) may happen here for it.
+    bool skip_finally = outcome_.result == Result::kNotBuilt;
+    if (skip_finally && finally_total > 0) {
+      log_.Line("finally steps skipped: the build could not start");
+    }
     for (int i = 0; i < finally_total; ++i) {
       const jobs::StepSpec& step = job_.finally[static_cast<size_t>(i)];
-      if (stopper_.finally_token().cancelled()) {
+      if (skip_finally || stopper_.finally_token().cancelled()) {
         outcome_.steps.push_back(NotRun(step, true));
         continue;
       }
@@ -227,6 +233,10 @@ class BuildRun {
 
     for (int n = 1; n <= max_attempts; ++n) {
       run.record.attempts = n;
+      // The record describes the last attempt.
+      run.record.exit_code = -1;
+      run.record.signal = 0;
+      run.record.timed_out = false;
       log_.Line(label + (max_attempts > 1 ? ", attempt " + std::to_string(n) + " of " +
                                                 std::to_string(max_attempts)
                                           : ""));
@@ -288,16 +298,19 @@ class BuildRun {
         if (clock_.SleepUntil(*build_deadline, token.fd())) {
           run.end = StepEnd::kJobTimeout;
           run.detail = "the job's timeout expired";
+          run.record.timed_out = true;
           break;
         }
         run.end = StepEnd::kStopped;
+        run.detail = "stopped by " + stopper_.who();
         break;
       }
       if (!clock_.SleepUntil(wake, token.fd())) {
         run.end = StepEnd::kStopped;
+        run.detail = "stopped by " + stopper_.who();
         break;
       }
-      delay *= 2;
+      delay = std::min<Ms>(delay * 2, jobs::kMaxDuration);
     }
 
     run.record.duration_ms = Since(clock_, start).count();
@@ -353,12 +366,12 @@ tl::expected<std::unique_ptr<BuildStopper>, std::string> BuildStopper::Create() 
 }
 
 bool BuildStopper::Stop(const std::string& who) {
-  {
-    std::lock_guard lock(mu_);
-    if (who_.empty()) who_ = who;
-  }
   int before = stops_.fetch_add(1);
   if (before == 0) {
+    {
+      std::lock_guard lock(mu_);
+      who_ = who;  // only the first stop is who stopped the build
+    }
     steps_.Cancel();
     return true;
   }
@@ -405,8 +418,7 @@ BuildOutcome RunBuild(const BuildPlan& plan, StepExecutor& executor, Clock& cloc
 std::string HumanDuration(std::chrono::milliseconds d) {
   int64_t ms = d.count();
   if (ms < 1000) return std::to_string(ms) + "ms";
-  if (ms < 60'000) {
-    int64_t tenths = (ms + 50) / 100;
+  if (int64_t tenths = (ms + 50) / 100; tenths < 600) {
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + "s";
   }
   int64_t s = (ms + 500) / 1000;

@@ -81,6 +81,13 @@ std::string SecretMasker::Process(bool final) {
   return out;
 }
 
+std::string MaskSecrets(std::string_view text, const std::vector<std::string>& secrets) {
+  SecretMasker masker(secrets);
+  if (!masker.active()) return std::string(text);
+  std::string out = masker.Feed(text);
+  return out + masker.Flush();
+}
+
 tl::expected<BuildLog, std::string> BuildLog::Open(const std::filesystem::path& path,
                                                    BuildLogOptions options) {
   sandbox::UniqueFd fd(
@@ -122,10 +129,7 @@ void BuildLog::Line(std::string_view text) {
   std::string line;
   if (!at_line_start_) line += '\n';
   line += "[gearrun] ";
-  // The build's own lines may quote parameter values: mask them too.
-  SecretMasker masker(options_.secrets);
-  line += masker.Feed(text);
-  line += masker.Flush();
+  line += MaskSecrets(text, options_.secrets);  // own lines may quote parameter values
   line += '\n';
   Emit(line);
 }

@@ -50,6 +50,10 @@ class SecretMasker {
   std::string pending_;
 };
 
+// `text` with every secret replaced by kMask (for records, reasons and payload fields).
+[[nodiscard]] std::string MaskSecrets(std::string_view text,
+                                      const std::vector<std::string>& secrets);
+
 struct BuildLogOptions {
   std::uint64_t cap_bytes = 0;       // step output kept at most; 0: no cap
   std::vector<std::string> secrets;  // values to mask (empty ones are ignored)

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -18,6 +19,9 @@ namespace gearrun::runner {
 namespace {
 
 using sandbox::UniqueFd;
+
+// Far beyond any real count; keeps `number + 1` from overflowing.
+constexpr std::int64_t kMaxBuildNumber = std::int64_t{1} << 53;
 namespace fs = std::filesystem;
 
 std::string Errno(const std::string& what, const fs::path& path) {
@@ -50,8 +54,10 @@ std::string_view ToString(Result result) { return kResults[static_cast<size_t>(r
 std::string_view ToString(StepResult result) { return kStepResults[static_cast<size_t>(result)]; }
 
 tl::expected<void, std::string> WriteFileAtomically(const fs::path& path, std::string_view text) {
+  // Unique per writer, also between threads of one process (set_description vs build end).
+  static std::atomic<std::uint64_t> counter{0};
   fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) return tl::unexpected(Errno("cannot create", tmp));
@@ -186,14 +192,22 @@ tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string
   if (auto text = ReadFile(counter)) {
     std::int64_t value = 0;
     auto [end, err] = std::from_chars(text->data(), text->data() + text->size(), value);
-    if (err == std::errc() && value > 0) next = value;
+    if (err == std::errc() && value > 0 && value < kMaxBuildNumber) next = value;
   }
   // Never below a build that exists (a lost or damaged counter file must not reuse numbers).
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::string name = entry.path().filename().string();
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
     std::int64_t value = 0;
-    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), value);
-    if (err == std::errc() && end == name.data() + name.size() && value >= next) next = value + 1;
+    auto [last, err] = std::from_chars(name.data(), name.data() + name.size(), value);
+    if (err == std::errc() && last == name.data() + name.size() && value >= next &&
+        value < kMaxBuildNumber) {
+      next = value + 1;
+    }
+  }
+  if (ec) return tl::unexpected("cannot list " + dir.string() + ": " + ec.message());
+  if (next >= kMaxBuildNumber) {
+    return tl::unexpected("build numbers of " + job + " are exhausted or " + counter.string() +
+                          " is damaged (next would be " + std::to_string(next) + ")");
   }
   if (auto ok = WriteFileAtomically(counter, std::to_string(next + 1) + "\n"); !ok) {
     return tl::unexpected(ok.error());

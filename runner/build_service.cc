@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <functional>
 
 namespace gearrun::runner {
 
@@ -18,9 +19,14 @@ std::string Join(const std::vector<std::string>& items, std::string_view sep) {
 }
 
 // cgroup directory names: [A-Za-z0-9_.-], at most 100 characters, not starting with '.'.
+// A name cut short gets a hash of the whole job name, so that two long job names sharing a
+// prefix never give two concurrent builds the same cgroup.
 std::string ContainerName(const std::string& job, std::int64_t number) {
   std::string name = "build-" + std::to_string(number) + "-" + job;
-  return name.substr(0, 100);
+  if (name.size() <= 100) return name;
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016zx", std::hash<std::string>{}(job));
+  return name.substr(0, 100 - 17) + "-" + hash;
 }
 
 }  // namespace
@@ -53,13 +59,17 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     record.node_labels.push_back(l);
   }
   record.executor = request.executor;
-  record.unique = request.unique;
+  const std::vector<std::string>& secrets = request.params.secret_values;
   for (const auto& [k, v] : request.params.parameters) {
     bool secret = std::find(request.params.secret_names.begin(), request.params.secret_names.end(),
                             k) != request.params.secret_names.end();
-    record.parameters[k] = secret ? std::string(kMask) : v;
+    // A secret may also be part of another value (a URL with a token in it).
+    record.parameters[k] = secret ? std::string(kMask) : MaskSecrets(v, secrets);
   }
-  record.dropped_parameters = request.params.dropped;
+  for (const auto& d : request.params.dropped) {
+    record.dropped_parameters.push_back(MaskSecrets(d, secrets));
+  }
+  record.unique = MaskSecrets(request.unique, secrets);
   record.started_at = FormatTimestamp(clock.WallNow());
   record.runner_pid = ::getpid();
 
@@ -101,7 +111,6 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   }
   record.containment = (*executor)->containment();
   std::string limits = (*executor)->DescribeLimits(settings.memory_max_bytes, settings.pids_max);
-  if (!limits.empty()) log->Line("build limits: " + limits);
 
   std::unique_ptr<BuildStopper> own_stopper;
   BuildStopper* stopper = request.stopper;
@@ -112,9 +121,11 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     stopper = own_stopper.get();
   }
 
-  return std::unique_ptr<Build>(new Build(settings, std::move(request), clock, store,
-                                          std::move(record), std::move(*log), std::move(*workspace),
-                                          std::move(*executor), std::move(own_stopper), stopper));
+  auto build = std::unique_ptr<Build>(
+      new Build(settings, std::move(request), clock, store, std::move(record), std::move(*log),
+                std::move(*workspace), std::move(*executor), std::move(own_stopper), stopper));
+  build->limits_ = std::move(limits);
+  return build;
 }
 
 Build::Build(const NodeSettings& settings, BuildRequest request, Clock& clock, BuildStore& store,
@@ -160,6 +171,7 @@ const BuildRecord& Build::Run(BuildObserver* observer) {
   log_.Line("build " + job.name + " #" + std::to_string(record_.number) + " on node " +
             settings_.name + ", executor " + std::to_string(request_.executor) + ", workspace " +
             workspace_.path().string() + ", containment " + record_.containment);
+  if (!limits_.empty()) log_.Line("build limits: " + limits_);
   if (!request_.params.dropped.empty()) {
     log_.Line("parameters dropped (not declared by the job, not passed through): " +
               Join(request_.params.dropped, ", "));

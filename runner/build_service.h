@@ -107,6 +107,7 @@ class Build {
   std::unique_ptr<BuildStopper> own_stopper_;  // when the request brought none
   BuildStopper* stopper_;
   Clock::TimePoint started_;
+  std::string limits_;  // which build-wide limits apply, for the log
 };
 
 // ISO 8601 UTC with milliseconds: "2026-11-23T02:22:58.123Z".

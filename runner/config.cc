@@ -327,9 +327,9 @@ std::optional<std::uint64_t> ParseSize(std::string_view text) {
   int shift = 0;
   if (unit == "K" || unit == "k") {
     shift = 10;
-  } else if (unit == "M") {
+  } else if (unit == "M" || unit == "m") {
     shift = 20;
-  } else if (unit == "G") {
+  } else if (unit == "G" || unit == "g") {
     shift = 30;
   } else if (!unit.empty()) {
     return std::nullopt;

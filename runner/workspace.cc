@@ -32,11 +32,11 @@ tl::expected<Workspace, std::string> Workspace::Acquire(const fs::path& root,
       return tl::unexpected("cannot lock workspace " + path.string() + ": " + std::strerror(errno));
     }
     if (clean == WorkspaceClean::kEmpty) {
-      for (const auto& entry : fs::directory_iterator(path, ec)) {
-        fs::remove_all(entry.path(), ec);
+      for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+        fs::remove_all(it->path(), ec);
         if (ec) {
           return tl::unexpected("cannot empty workspace " + path.string() + ": " +
-                                entry.path().string() + ": " + ec.message());
+                                it->path().string() + ": " + ec.message());
         }
       }
       if (ec)

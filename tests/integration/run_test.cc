@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "tests/support/command.h"
@@ -78,7 +79,7 @@ TEST_F(RunTest, FailureExitsOneAndUnstableToo) {
 }
 
 TEST_F(RunTest, TimeoutExitsThreeAndLeavesNothingRunning) {
-  auto job = Job(R"(
+  auto job = Job(R"yaml(
 name: slow
 steps:
   - name: hang
@@ -88,10 +89,15 @@ steps:
       wait
     timeout: 1s
     kill: {grace: 1s}
-)");
+finally:
+  # Runs before the end-of-build cleanup: the step's own kill ladder must have ended its
+  # background child already.
+  - run: kill -0 "$(cat "$WORKSPACE/child.pid")" 2>/dev/null && echo CHILD ALIVE || echo CHILD GONE
+)yaml");
   auto r = RunCommand(Run(job.string()));
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("ABORTED - step 'hang' timed out: its timeout of 1.0s expired"));
+  EXPECT_THAT(r.out, HasSubstr("CHILD GONE"));
   for (const char* f : {"state/workspace/slow/child.pid", "state/workspace/slow/main.pid"}) {
     int pid = std::stoi(Read(f));
     EXPECT_FALSE(testing::ProcessAlive(pid)) << f;
@@ -122,6 +128,36 @@ finally:
   EXPECT_THAT(r.out, HasSubstr("ABORTED - stopped by signal SIGINT"));
   int daemon = std::stoi(Read("state/workspace/interrupted/daemon.pid"));
   EXPECT_FALSE(testing::ProcessAlive(daemon));
+}
+
+TEST_F(RunTest, AReaderThatGoesAwayDoesNotKillTheBuild) {
+  // `gearrun run | head -1`: after head exits, writes to the pipe fail. The build must still
+  // run to its end, run its finally step and leave a final record, with nothing left over.
+  auto job = Job(R"(
+name: piped
+steps:
+  - run: |
+      for i in $(seq 1 2000); do echo "line $i of output"; done
+      sleep 1 & echo $! > "$WORKSPACE/child.pid"
+finally:
+  - run: echo done > "$WORKSPACE/finally.txt"
+)");
+  std::string command;
+  for (const auto& arg : Run(job.string())) command += "'" + arg + "' ";
+  auto r = RunCommand({"/bin/sh", "-c", command + "| head -1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("[gearrun] build piped #1 on node test-node"));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return Read("state/builds/piped/1/build.json").find("\"result\": \"SUCCESS\"") !=
+               std::string::npos;
+      },
+      30s))
+      << Read("state/builds/piped/1/build.json");
+  EXPECT_EQ(Read("state/workspace/piped/finally.txt"), "done\n");
+  EXPECT_THAT(Read("state/builds/piped/1/log"), HasSubstr("line 2000 of output"));
+  EXPECT_FALSE(testing::ProcessAlive(std::stoi(Read("state/workspace/piped/child.pid"))));
 }
 
 TEST_F(RunTest, SecretsAreMaskedInTheLogAndRecord) {

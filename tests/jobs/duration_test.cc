@@ -28,6 +28,9 @@ TEST(DurationTest, RejectsMalformedWithAHint) {
   }
   EXPECT_NE(ParseDuration("-5s").error().find("negative"), std::string::npos);
   EXPECT_NE(ParseDuration("5d").error().find("unknown unit"), std::string::npos);
+  EXPECT_NE(ParseDuration("3000000h").error().find("at most a year"), std::string::npos);
+  EXPECT_NE(ParseDuration("99999999999").error().find("at most a year"), std::string::npos);
+  EXPECT_EQ(ParseDuration("8760h"), kMaxDuration);
 }
 
 TEST(DurationTest, FormatsShortestRoundTrip) {

@@ -158,6 +158,9 @@ TEST_F(BuildTest, TimeoutPerAttemptWithRetryOnTimeout) {
   EXPECT_EQ(outcome.result, Result::kSuccess);
   EXPECT_EQ(outcome.steps[0].attempts, 3);
   EXPECT_EQ(outcome.steps[0].duration_ms, 29'000);
+  // The record describes the last attempt, which did not time out.
+  EXPECT_FALSE(outcome.steps[0].timed_out);
+  EXPECT_EQ(outcome.steps[0].exit_code, 0);
 }
 
 TEST_F(BuildTest, JobTimeoutAbortsAndFinallyStillRuns) {
@@ -183,6 +186,7 @@ TEST_F(BuildTest, JobTimeoutDuringRetryDelay) {
   EXPECT_THAT(outcome.reason, HasSubstr("the job's timeout of 1m expired"));
   EXPECT_EQ(executor_.attempts.size(), 1u);
   EXPECT_THAT(clock_.sleeps(), ElementsAre(seconds(40)));
+  EXPECT_TRUE(outcome.steps[0].timed_out);
 }
 
 TEST_F(BuildTest, ContinueOnErrorMakesTheBuildUnstable) {
@@ -243,12 +247,32 @@ TEST_F(BuildTest, StopFromASignalHandlerNamesTheSignal) {
   EXPECT_EQ(outcome.reason, "stopped by signal SIGINT");
 }
 
+TEST_F(BuildTest, TheFirstStopperIsWhoStoppedTheBuild) {
+  Job("name: j\nsteps: [{run: a}]\nfinally: [{run: f}]\n");
+  executor_.Script({.during = [&] {
+    stopper_->StopFromSignal(SIGINT);
+    stopper_->Stop("stop:build-01");
+  }});
+  EXPECT_EQ(Run().reason, "stopped by signal SIGINT");
+}
+
+TEST_F(BuildTest, RetryDelayDoublingIsBounded) {
+  Job("name: j\nsteps: [{run: a, retries: 100, retry_delay: 8760h}]\n");
+  for (int i = 0; i < 3; ++i) executor_.Script({.exit_code = 1});
+  executor_.Script({});
+  Run();
+  EXPECT_THAT(clock_.sleeps(),
+              ElementsAre(jobs::kMaxDuration, jobs::kMaxDuration, jobs::kMaxDuration));
+}
+
 TEST_F(BuildTest, StopDuringRetryDelayAborts) {
   Job("name: j\nsteps: [{run: a, retries: 3, retry_delay: 1m}]\n");
   executor_.Script({.exit_code = 1, .during = [&] { stopper_->Stop("tester"); }});
   auto outcome = Run();
   EXPECT_EQ(outcome.result, Result::kAborted);
+  EXPECT_EQ(outcome.reason, "stopped by tester");
   EXPECT_EQ(executor_.attempts.size(), 1u);
+  EXPECT_THAT(LogText(), HasSubstr("ABORTED (stopped by tester)"));
 }
 
 TEST_F(BuildTest, StopAfterTheLastStepStillAborts) {
@@ -265,6 +289,9 @@ TEST_F(BuildTest, FirstStepThatCannotStartMeansNotBuilt) {
   EXPECT_EQ(outcome.result, Result::kNotBuilt);
   EXPECT_THAT(outcome.reason, HasSubstr("step 'step 1' could not be started: no such program"));
   EXPECT_EQ(outcome.steps[0].error, "no such program: nosuch");
+  // The client runs it elsewhere: no cleanup with side effects happens here.
+  EXPECT_EQ(outcome.steps[1].result, StepResult::kNotRun);
+  EXPECT_EQ(executor_.attempts.size(), 1u);
 }
 
 TEST_F(BuildTest, LaterStepThatCannotStartIsAFailure) {
@@ -338,6 +365,8 @@ TEST_F(BuildTest, LogHasAHeaderPerAttemptAndAClosingLinePerStep) {
 TEST(HumanDurationTest, Forms) {
   EXPECT_EQ(HumanDuration(milliseconds(250)), "250ms");
   EXPECT_EQ(HumanDuration(milliseconds(1234)), "1.2s");
+  EXPECT_EQ(HumanDuration(milliseconds(59'949)), "59.9s");
+  EXPECT_EQ(HumanDuration(milliseconds(59'950)), "1m");
   EXPECT_EQ(HumanDuration(milliseconds(90'000)), "1m30s");
   EXPECT_EQ(HumanDuration(milliseconds(120'000)), "2m");
   EXPECT_EQ(HumanDuration(milliseconds(7'500'000)), "2h5m");

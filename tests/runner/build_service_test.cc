@@ -1,0 +1,158 @@
+// Build (build_service.h) with the real sandbox and real /bin/sh: what a step sees, what the
+// record says, and the paths that end before any step runs.
+#include "runner/build_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "jobs/loader.h"
+#include "tests/support/command.h"
+
+namespace gearrun::runner {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+std::string ReadAll(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class BuildServiceTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<const jobs::JobSpec> Job(const std::string& yaml) {
+    auto report = jobs::LoadJobText(yaml, "test.yaml");
+    EXPECT_TRUE(report.ok()) << report.errors.front().ToString();
+    return std::make_shared<const jobs::JobSpec>(report.jobs.at(0));
+  }
+
+  jobs::BoundRequest Bind(const jobs::JobSpec& job, jobs::RequestParameters params) {
+    auto bound = jobs::BindParameters(job, params, jobs::RequestPolicy{});
+    EXPECT_TRUE(bound) << bound.error().message;
+    return *bound;
+  }
+
+  testing::TempDir dir_;  // first: the members below use it
+  NodeSettings settings_{.name = "node-7",
+                         .labels = {"linux", "x86"},
+                         .state_dir = dir_.path() / "state",
+                         .containment = sandbox::ContainmentMode::kProcessGroup};
+  SystemClock clock_;
+  BuildStore store_{dir_.path() / "state"};
+};
+
+TEST_F(BuildServiceTest, StepsSeeTheRunnerVariablesAndOnlyTheAllowlist) {
+  ::setenv("GEARRUN_TEST_NOT_ALLOWED", "leak", 1);
+  auto job = Job("name: envjob\nsteps: [{run: 'env | sort > \"$WORKSPACE/env.txt\"'}]\n");
+  auto build = Build::Start(settings_, {.job = job, .params = {}, .unique = "u-42", .executor = 3},
+                            clock_, store_);
+  ASSERT_TRUE(build) << build.error().reason;
+  EXPECT_EQ((*build)->number(), 1);
+  // The record exists, RUNNING, before any step runs.
+  auto running = store_.Read("envjob", 1);
+  ASSERT_TRUE(running);
+  EXPECT_EQ(running->result, Result::kRunning);
+  const BuildRecord& record = (*build)->Run(nullptr);
+  EXPECT_EQ(record.result, Result::kSuccess);
+  ::unsetenv("GEARRUN_TEST_NOT_ALLOWED");
+
+  std::string env = ReadAll(dir_.path() / "state/workspace/envjob/env.txt");
+  EXPECT_THAT(env, HasSubstr("BUILD_NUMBER=1\n"));
+  EXPECT_THAT(env, HasSubstr("JOB_NAME=envjob\n"));
+  EXPECT_THAT(env, HasSubstr("WORKSPACE=" + (dir_.path() / "state/workspace/envjob").string()));
+  EXPECT_THAT(env, HasSubstr("NODE_NAME=node-7\n"));
+  EXPECT_THAT(env, HasSubstr("NODE_LABELS=linux node-7 x86\n"));
+  EXPECT_THAT(env, HasSubstr("EXECUTOR_NUMBER=3\n"));
+  EXPECT_THAT(env, HasSubstr("BUILD_TAG=gearrun-envjob-1\n"));
+  EXPECT_THAT(env, HasSubstr("GEARMAN_UNIQUE=u-42\n"));
+  EXPECT_THAT(env, HasSubstr("GEARRUN_BUILD_COOKIE="));
+  if (const char* path = std::getenv("PATH")) {
+    EXPECT_THAT(env, HasSubstr(std::string("PATH=") + path));
+  }
+  EXPECT_THAT(env, Not(HasSubstr("GEARRUN_TEST_NOT_ALLOWED")));
+
+  auto final_record = store_.Read("envjob", 1);
+  ASSERT_TRUE(final_record);
+  EXPECT_EQ(final_record->result, Result::kSuccess);
+  EXPECT_EQ(final_record->unique, "u-42");
+  EXPECT_EQ(final_record->executor, 3);
+  ASSERT_EQ(final_record->steps.size(), 1u);
+  EXPECT_EQ(final_record->steps[0].exit_code, 0);
+  EXPECT_EQ(final_record->steps[0].attempts, 1);
+  EXPECT_EQ(final_record->containment, "process-group");
+  EXPECT_FALSE(final_record->started_at.empty());
+  EXPECT_FALSE(final_record->finished_at.empty());
+}
+
+TEST_F(BuildServiceTest, SecretsAreMaskedInsideOtherValuesOfTheRecord) {
+  auto job = Job(R"(
+name: masked
+parameters: {TOKEN: {secret: true}, URL: {}}
+steps: [{run: 'true'}]
+)");
+  auto build = Build::Start(settings_,
+                            {.job = job,
+                             .params = Bind(*job, {{"TOKEN", "hunter2"},
+                                                   {"URL", "https://bot:hunter2@example.com"},
+                                                   {"ZUUL_X", "hunter2"}})},
+                            clock_, store_);
+  ASSERT_TRUE(build);
+  (*build)->Run(nullptr);
+  std::string json = ReadAll(store_.BuildDir("masked", 1) / "build.json");
+  EXPECT_THAT(json, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(json, HasSubstr("https://bot:****@example.com"));
+}
+
+TEST_F(BuildServiceTest, TheHeaderIsTheLogsFirstLine) {
+  settings_.pids_max = 100;
+  auto job = Job("name: first\nsteps: [{run: 'true'}]\n");
+  auto build = Build::Start(settings_, {.job = job}, clock_, store_);
+  ASSERT_TRUE(build);
+  (*build)->Run(nullptr);
+  std::string log = ReadAll((*build)->log_path());
+  EXPECT_THAT(log, StartsWith("[gearrun] build first #1 on node node-7"));
+  EXPECT_THAT(log, HasSubstr("[gearrun] build limits: pids 100"));
+}
+
+TEST_F(BuildServiceTest, UnusableWorkspaceMeansNotBuiltWithARecord) {
+  dir_.Write("file", "not a directory");
+  settings_.workspace_root = dir_.path() / "file";
+  auto job = Job("name: nows\nsteps: [{run: 'true'}]\n");
+  auto build = Build::Start(settings_, {.job = job}, clock_, store_);
+  ASSERT_FALSE(build);
+  EXPECT_THAT(build.error().reason, HasSubstr("cannot create workspace"));
+  ASSERT_EQ(build.error().number, 1);
+  auto record = store_.Read("nows", 1);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->result, Result::kNotBuilt);
+  EXPECT_THAT(record->reason, HasSubstr("cannot create workspace"));
+}
+
+TEST_F(BuildServiceTest, ABuildDroppedBeforeRunIsNotLeftRunning) {
+  auto job = Job("name: dropped\nsteps: [{run: 'true'}]\n");
+  { auto build = Build::Start(settings_, {.job = job}, clock_, store_); }
+  auto record = store_.Read("dropped", 1);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->result, Result::kNotBuilt);
+}
+
+TEST_F(BuildServiceTest, LogCapIsRecorded) {
+  settings_.log_cap_bytes = 1000;
+  auto job = Job("name: chatty\nsteps: [{run: 'head -c 5000 /dev/zero | tr \"\\\\0\" x'}]\n");
+  auto build = Build::Start(settings_, {.job = job}, clock_, store_);
+  ASSERT_TRUE(build);
+  const BuildRecord& record = (*build)->Run(nullptr);
+  EXPECT_TRUE(record.log_capped);
+  EXPECT_THAT(ReadAll((*build)->log_path()), HasSubstr("log cap of 1000 bytes reached"));
+}
+
+}  // namespace
+}  // namespace gearrun::runner
