@@ -229,6 +229,15 @@ class BuildRun {
       // As Jenkins' dir(): a step's directory is made when it does not exist yet.
       std::error_code ec;
       std::filesystem::create_directories(attempt.dir, ec);
+      if (ec) {
+        run.end = StepEnd::kNotStarted;
+        run.record.result = StepResult::kFailure;
+        run.record.error =
+            "cannot create its directory " + attempt.dir.string() + ": " + ec.message();
+        run.detail = "could not be started: " + run.record.error;
+        log_.Line(StepName(step, is_finally) + " FAILURE (" + run.detail + ")");
+        return run;
+      }
     }
 
     for (int n = 1; n <= max_attempts; ++n) {

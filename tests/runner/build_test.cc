@@ -328,6 +328,34 @@ steps:
                           "P=param", "PATH=/usr/bin:/bin", "Q=q"));
 }
 
+TEST_F(BuildTest, FinallyStepsHaveTheirOwnTimeoutAfterAJobTimeout) {
+  Job("name: j\ntimeout: 1m\nsteps: [{run: a}]\nfinally: [{name: f, run: f, timeout: 5m}]\n");
+  executor_.Script({.duration = kForever});
+  executor_.Script({.duration = kForever});
+  auto outcome = Run();
+  EXPECT_EQ(outcome.result, Result::kAborted);
+  EXPECT_THAT(outcome.reason, HasSubstr("the job's timeout of 1m expired"));
+  EXPECT_EQ(outcome.steps[1].duration_ms, 300'000);  // its own 5m, not what was left of 1m
+}
+
+TEST_F(BuildTest, FinallyTimeoutTurnsSuccessIntoAborted) {
+  Job("name: j\nsteps: [{run: a}]\nfinally: [{name: f, run: f, timeout: 10s}]\n");
+  executor_.Script({});
+  executor_.Script({.duration = kForever});
+  auto outcome = Run();
+  EXPECT_EQ(outcome.result, Result::kAborted);
+  EXPECT_EQ(outcome.reason, "finally step 'f' timed out: its timeout of 10.0s expired");
+}
+
+TEST_F(BuildTest, StepDirectoryThatCannotBeMadeFailsTheStepWithAReason) {
+  Job("name: j\nsteps: [{run: a}, {run: b, dir: blocked/sub}]\n");
+  dir_.Write("blocked", "a file, not a directory");
+  auto outcome = Run();
+  EXPECT_EQ(outcome.result, Result::kFailure);
+  EXPECT_THAT(outcome.reason, HasSubstr("could not be started: cannot create its directory"));
+  EXPECT_EQ(executor_.attempts.size(), 1u);
+}
+
 TEST_F(BuildTest, StepDirectoryIsInsideTheWorkspaceAndCreated) {
   Job("name: j\nsteps: [{run: a, dir: sub/dir}]\n");
   Run();
