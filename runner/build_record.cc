@@ -113,7 +113,9 @@ std::string ToJson(const BuildRecord& r) {
                               {"containment", r.containment},
                               {"leftovers_killed", r.leftovers_killed},
                               {"log_capped", r.log_capped},
-                              {"runner_pid", r.runner_pid}};
+                              {"runner_pid", r.runner_pid},
+                              {"cookie", r.cookie},
+                              {"cgroup", r.cgroup}};
   // Replace, not throw, on invalid UTF-8 (a parameter value may hold any bytes).
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -141,6 +143,8 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
     r.leftovers_killed = j.value("leftovers_killed", 0);
     r.log_capped = j.value("log_capped", false);
     r.runner_pid = j.value("runner_pid", 0);
+    r.cookie = j.value("cookie", "");
+    r.cgroup = j.value("cgroup", "");
     for (const auto& s : j.value("steps", nlohmann::json::array())) {
       StepRecord step;
       step.name = s.value("name", "");

@@ -22,6 +22,7 @@
 
 namespace gearrun::runner {
 
+// kLost: the runner died while the build ran (found and recorded by the next start).
 enum class Result { kRunning, kSuccess, kUnstable, kFailure, kAborted, kNotBuilt, kLost };
 
 // "RUNNING", "SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT", "LOST".
@@ -66,6 +67,10 @@ struct BuildRecord {
   int leftovers_killed = 0;  // processes still alive at the end of the build
   bool log_capped = false;
   int runner_pid = 0;  // the runner that ran it (to tell a crashed build from a running one)
+  // How to find the build's processes should its runner die: the cookie variable its
+  // processes carry, and its cgroup directory (cgroup containment only).
+  std::string cookie;
+  std::string cgroup;
 };
 
 // Writes `text` to `path` so that readers see the old or the new content, never a part:

@@ -110,6 +110,12 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     return not_built("cannot set up the sandbox: " + executor.error());
   }
   record.containment = (*executor)->containment();
+  record.cookie = (*executor)->cookie();
+  record.cgroup = (*executor)->cgroup();
+  // Written before any step runs, so that after a crash the next start can find what is
+  // left of this build (runner/recovery.h).
+  if (auto ok = store.Write(record); !ok)
+    return not_built("cannot write build record: " + ok.error());
   std::string limits = (*executor)->DescribeLimits(settings.memory_max_bytes, settings.pids_max);
 
   std::unique_ptr<BuildStopper> own_stopper;

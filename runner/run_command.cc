@@ -14,6 +14,7 @@
 #include "runner/build_service.h"
 #include "runner/check_command.h"
 #include "runner/cli.h"
+#include "runner/recovery.h"
 #include "sandbox/reaper.h"
 
 namespace gearrun::runner {
@@ -163,6 +164,17 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
     err << "gearrun run: warning: " << ok.error().ToString() << "\n";
   }
   out.flush();
+
+  // Builds that an earlier gearrun left running when it died: end what is left of them.
+  {
+    SystemClock recovery_clock;
+    BuildStore recovery_store(settings.state_dir);
+    for (const auto& l : RecoverLostBuilds(recovery_store, recovery_clock)) {
+      err << "gearrun run: build " << l.record.job << " #" << l.record.number
+          << " was lost: " << l.record.reason << (l.error.empty() ? "" : " (" + l.error + ")")
+          << "\n";
+    }
+  }
 
   // Handlers first, so that a stop during Start() still ends in a final record.
   auto stopper = BuildStopper::Create();

@@ -52,6 +52,8 @@ class ContainerExecutor final : public StepExecutor {
   tl::expected<int, std::string> KillAll(const sandbox::KillPolicy& policy,
                                          sandbox::OutputSink& output) override;
   std::string containment() const override;
+  [[nodiscard]] std::string cookie() const { return std::string(container_.cookie_variable()); }
+  [[nodiscard]] std::string cgroup() const { return container_.cgroup_directory().string(); }
   // Which build-wide limits the sandbox could apply, for the log: "memory 2147483648 bytes
   // (cgroup v1)", "pids 100 not applied (no cgroup controller)"; empty when none were asked.
   [[nodiscard]] std::string DescribeLimits(const std::optional<std::uint64_t>& memory_max,

@@ -912,4 +912,39 @@ tl::expected<Outcome, Error> Container::Run(const Command& command, OutputSink& 
   return outcome;
 }
 
+tl::expected<int, Error> KillOrphanedBuild(std::string_view cookie_variable,
+                                           const std::filesystem::path& cgroup_directory) {
+  std::string dir = cgroup_directory.string();
+  bool has_cgroup = !dir.empty() && ::access((dir + "/cgroup.procs").c_str(), F_OK) == 0;
+  std::vector<pid_t> seen;
+  auto deadline = Clock::now() + kKillWait;
+  while (true) {
+    std::vector<pid_t> pids;
+    if (has_cgroup) ReadCgroupProcs(dir, pids);
+    std::vector<pid_t> marked;
+    if (!cookie_variable.empty()) marked = FindProcesses(cookie_variable);
+    pids.insert(pids.end(), marked.begin(), marked.end());
+    if (pids.empty()) break;
+    for (pid_t pid : pids) {
+      if (std::find(seen.begin(), seen.end(), pid) == seen.end()) seen.push_back(pid);
+    }
+    if (has_cgroup) (void)WriteExistingFile(dir + "/cgroup.kill", "1");
+    for (pid_t pid : marked) {
+      (void)SignalIfOurs(pid, SIGKILL, [&](pid_t p) {
+        return MatchEnviron(p, cookie_variable) == EnvironMatch::kYes;
+      });
+    }
+    if (Clock::now() > deadline) {
+      return Fail(EBUSY, "processes of a lost build survived SIGKILL for " +
+                             std::to_string(kKillWait.count()) + " ms");
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  if (has_cgroup) {
+    RemoveCgroupTree(dir);
+    ::rmdir(cgroup_directory.parent_path().c_str());  // the dead runner's gearrun-<pid>
+  }
+  return static_cast<int>(seen.size());
+}
+
 }  // namespace gearrun::sandbox

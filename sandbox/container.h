@@ -151,4 +151,14 @@ class Container {
   std::unique_ptr<State> state_;
 };
 
+// Ends what is left of a build whose Container no longer exists because its runner died
+// (crash, kill -9): every process in `cgroup_directory` and below (through cgroup.kill) and
+// every process whose environment holds `cookie_variable` (as Container::cookie_variable()
+// gave it), with SIGKILL at once, since the build is lost anyway. Then removes the
+// cgroup directories, and their parent (the dead runner's gearrun-<pid>) when it is empty.
+// Either argument may be empty. Returns how many processes it found.
+// Error (EBUSY) when processes survive SIGKILL for 10 s.
+[[nodiscard]] tl::expected<int, Error> KillOrphanedBuild(
+    std::string_view cookie_variable, const std::filesystem::path& cgroup_directory);
+
 }  // namespace gearrun::sandbox

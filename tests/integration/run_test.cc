@@ -160,6 +160,50 @@ finally:
   EXPECT_FALSE(testing::ProcessAlive(std::stoi(Read("state/workspace/piped/child.pid"))));
 }
 
+TEST_F(RunTest, AfterKillNineTheNextStartKillsWhatIsLeftAndRecordsLost) {
+  auto job = Job(R"(
+name: crashy
+steps:
+  - run: |
+      setsid sleep 300 & echo $! > "$WORKSPACE/daemon.pid"
+      echo $$ > "$WORKSPACE/main.pid"
+      echo started
+      sleep 300
+)");
+  auto other = dir_.Write("other.yaml", "name: other\nsteps: [{run: 'true'}]\n");
+  for (const char* mode : {"cgroup", "process-group"}) {
+    SCOPED_TRACE(mode);
+    testing::BackgroundCommand gearrun(Run(job.string(), {"--containment", mode}));
+    ASSERT_TRUE(
+        testing::WaitFor([&] { return gearrun.out().find("started") != std::string::npos; }, 30s))
+        << gearrun.out();
+    gearrun.Signal(SIGKILL);
+    gearrun.Wait(30s);
+    int daemon = std::stoi(Read("state/workspace/crashy/daemon.pid"));
+    int main_pid = std::stoi(Read("state/workspace/crashy/main.pid"));
+    ASSERT_TRUE(testing::ProcessAlive(daemon));  // orphaned by the crash, still running
+    std::string number = mode == std::string("cgroup") ? "1" : "2";
+    std::string record = Read("state/builds/crashy/" + number + "/build.json");
+    EXPECT_THAT(record, HasSubstr("\"result\": \"RUNNING\""));
+
+    auto next = RunCommand(Run(other.string(), {"--containment", mode}));
+    EXPECT_EQ(next.exit_code, 0) << next.err;
+    EXPECT_THAT(next.err, HasSubstr("build crashy #" + number + " was lost"));
+    EXPECT_TRUE(testing::WaitFor([&] { return !testing::ProcessAlive(daemon); }, 10s));
+    EXPECT_FALSE(testing::ProcessAlive(main_pid));
+    record = Read("state/builds/crashy/" + number + "/build.json");
+    EXPECT_THAT(record, HasSubstr("\"result\": \"LOST\""));
+    EXPECT_THAT(record, HasSubstr("stopped while the build ran"));
+    auto cgroup_at = record.find("\"cgroup\": \"");
+    ASSERT_NE(cgroup_at, std::string::npos);
+    std::string cgroup =
+        record.substr(cgroup_at + 11, record.find('"', cgroup_at + 11) - cgroup_at - 11);
+    if (!cgroup.empty()) {
+      EXPECT_FALSE(std::filesystem::exists(cgroup)) << cgroup;
+    }
+  }
+}
+
 TEST_F(RunTest, SecretsAreMaskedInTheLogAndRecord) {
   auto job = Job(R"(
 name: secretive

@@ -1,0 +1,25 @@
+// Recovery after a crash: builds that a runner left RUNNING when it died (crash, kill -9,
+// power loss) are found on the next start, whatever is left of their processes is killed,
+// and they are recorded as LOST. Their numbers stay used.
+//
+// Safe while other gearrun processes use the same state directory: a build whose runner is
+// alive (and is a gearrun) is left alone. Thread-compatible.
+#pragma once
+
+#include <vector>
+
+#include "runner/build_record.h"
+#include "runner/clock.h"
+
+namespace gearrun::runner {
+
+struct LostBuild {
+  BuildRecord record;  // as now written: result LOST, with the reason
+  int processes_killed = 0;
+  std::string error;  // when something of it could not be killed
+};
+
+// Scans every build record under the store's state directory.
+[[nodiscard]] std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock);
+
+}  // namespace gearrun::runner
