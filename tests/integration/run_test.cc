@@ -31,12 +31,7 @@ class RunTest : public ::testing::Test {
     return argv;
   }
 
-  std::string Read(const std::string& relative) {
-    std::ifstream in(dir_.path() / relative);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string Read(const std::string& relative) { return testing::ReadFile(dir_ / relative); }
 
   testing::TempDir dir_;
 };

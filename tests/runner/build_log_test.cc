@@ -16,13 +16,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string ReadAll(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 TEST(SecretMaskerTest, MasksWholeSecrets) {
   SecretMasker m({"hunter2"});
   std::string out = m.Feed("token=hunter2 and again hunter2.");
@@ -83,7 +76,7 @@ TEST(BuildLogTest, WritesOutputAndOwnLinesOnLinesOfTheirOwn) {
   log->Line("step 1");
   log->Write("no newline at the end");
   log->Line("step 1 done");
-  EXPECT_EQ(ReadAll(dir.path() / "log"),
+  EXPECT_EQ(testing::ReadFile(dir.path() / "log"),
             "[gearrun] step 1\nno newline at the end\n[gearrun] step 1 done\n");
 }
 
@@ -93,7 +86,7 @@ TEST(BuildLogTest, MasksSecretsInOutputAndInItsOwnLines) {
   log->Write("the token is hun");
   log->Write("ter2\n");
   log->Line("parameter value hunter2");
-  std::string text = ReadAll(dir.path() / "log");
+  std::string text = testing::ReadFile(dir.path() / "log");
   EXPECT_THAT(text, Not(HasSubstr("hunter2")));
   EXPECT_EQ(text, "the token is ****\n[gearrun] parameter value ****\n");
 }
@@ -107,7 +100,7 @@ TEST(BuildLogTest, SecretSplitAroundARunnerLineIsStillMasked) {
   log->Line("step 'one' SUCCESS");
   log->Write("ter2\n");
   log->Flush();
-  std::string text = ReadAll(dir.path() / "log");
+  std::string text = testing::ReadFile(dir.path() / "log");
   EXPECT_THAT(text, Not(HasSubstr("hun")));
   EXPECT_EQ(text, "token=\n[gearrun] step 'one' SUCCESS\n****\n");
 }
@@ -120,7 +113,7 @@ TEST(BuildLogTest, CapDropsOutputWithOneMarkerAndKeepsOwnLines) {
   log->Write("more and more");
   log->Line("step done");
   EXPECT_TRUE(log->capped());
-  EXPECT_EQ(ReadAll(dir.path() / "log"),
+  EXPECT_EQ(testing::ReadFile(dir.path() / "log"),
             "0123456789\n[gearrun] log cap of 10 bytes reached: further output of this build "
             "is dropped (the steps keep running)\n[gearrun] step done\n");
 }
@@ -156,7 +149,7 @@ TEST(BuildLogTest, ClosedTeeDoesNotStopTheLog) {
   }
   ::sigaction(SIGPIPE, &old, nullptr);
   ::close(fds[1]);
-  EXPECT_EQ(ReadAll(dir.path() / "log"), "one\ntwo\n");
+  EXPECT_EQ(testing::ReadFile(dir.path() / "log"), "one\ntwo\n");
 }
 
 TEST(BuildLogTest, AFullTeeNeverBlocksAndSaysWhatItDropped) {
@@ -180,7 +173,7 @@ TEST(BuildLogTest, AFullTeeNeverBlocksAndSaysWhatItDropped) {
   while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) copy.append(buf, static_cast<size_t>(n));
   EXPECT_THAT(copy, HasSubstr("bytes not shown here: this output did not keep up"));
   EXPECT_THAT(copy, HasSubstr("after\n"));
-  EXPECT_EQ(ReadAll(dir.path() / "log").size(), 100000u + 6);  // the file has everything
+  EXPECT_EQ(testing::ReadFile(dir.path() / "log").size(), 100000u + 6);  // the file has everything
   ::close(fds[0]);
   ::close(fds[1]);
 }

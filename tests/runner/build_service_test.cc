@@ -19,13 +19,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-std::string ReadAll(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class BuildServiceTest : public ::testing::Test {
  protected:
   std::shared_ptr<const jobs::JobSpec> Job(const std::string& yaml) {
@@ -64,7 +57,7 @@ TEST_F(BuildServiceTest, StepsSeeTheRunnerVariablesAndOnlyTheAllowlist) {
   EXPECT_EQ(record.result, Result::kSuccess);
   ::unsetenv("GEARRUN_TEST_NOT_ALLOWED");
 
-  std::string env = ReadAll(dir_.path() / "state/workspace/envjob/env.txt");
+  std::string env = testing::ReadFile(dir_.path() / "state/workspace/envjob/env.txt");
   EXPECT_THAT(env, HasSubstr("BUILD_NUMBER=1\n"));
   EXPECT_THAT(env, HasSubstr("JOB_NAME=envjob\n"));
   EXPECT_THAT(env, HasSubstr("WORKSPACE=" + (dir_.path() / "state/workspace/envjob").string()));
@@ -106,7 +99,7 @@ steps: [{run: 'true'}]
                             clock_, store_);
   ASSERT_TRUE(build);
   (*build)->Run(nullptr);
-  std::string json = ReadAll(store_.BuildDir("masked", 1) / "build.json");
+  std::string json = testing::ReadFile(store_.BuildDir("masked", 1) / "build.json");
   EXPECT_THAT(json, Not(HasSubstr("hunter2")));
   EXPECT_THAT(json, HasSubstr("https://bot:****@example.com"));
 }
@@ -117,7 +110,7 @@ TEST_F(BuildServiceTest, TheHeaderIsTheLogsFirstLine) {
   auto build = Build::Start(settings_, {.job = job}, clock_, store_);
   ASSERT_TRUE(build);
   (*build)->Run(nullptr);
-  std::string log = ReadAll((*build)->log_path());
+  std::string log = testing::ReadFile((*build)->log_path());
   EXPECT_THAT(log, StartsWith("[gearrun] build first #1 on node node-7"));
   EXPECT_THAT(log, HasSubstr("[gearrun] build limits: pids 100"));
 }
@@ -151,7 +144,7 @@ TEST_F(BuildServiceTest, LogCapIsRecorded) {
   ASSERT_TRUE(build);
   const BuildRecord& record = (*build)->Run(nullptr);
   EXPECT_TRUE(record.log_capped);
-  EXPECT_THAT(ReadAll((*build)->log_path()), HasSubstr("log cap of 1000 bytes reached"));
+  EXPECT_THAT(testing::ReadFile((*build)->log_path()), HasSubstr("log cap of 1000 bytes reached"));
 }
 
 }  // namespace

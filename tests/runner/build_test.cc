@@ -44,12 +44,7 @@ class BuildTest : public ::testing::Test {
     return RunBuild(plan, executor_, clock_, *log, *stopper_, observer);
   }
 
-  std::string LogText() {
-    std::ifstream in(dir_.path() / "log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string LogText() { return testing::ReadFile(dir_.path() / "log"); }
 
   testing::TempDir dir_;
   FakeClock clock_;

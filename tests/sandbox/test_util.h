@@ -21,6 +21,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/proc.h"
 #include "sandbox/process.h"
+#include "tests/support/command.h"
 
 namespace gearrun::sandbox::testing {
 
@@ -53,33 +54,11 @@ class CountingSink : public OutputSink {
 };
 
 // A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/gearrun-sandbox-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) std::abort();
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-  [[nodiscard]] std::filesystem::path operator/(std::string_view name) const {
-    return path_ / name;
-  }
-
- private:
-  std::filesystem::path path_;
-};
+using ::gearrun::testing::TempDir;
+using ::gearrun::testing::WaitFor;
 
 inline std::string ReadFileOrEmpty(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return ::gearrun::testing::ReadFile(path);
 }
 
 // The pid written (as text) into `path`, or -1.
@@ -93,17 +72,6 @@ inline pid_t ReadPid(const std::filesystem::path& path) {
 inline bool Running(pid_t pid) {
   auto stat = ReadProcStat(pid);
   return stat && !stat->exited();
-}
-
-// Polls `condition` every 10 ms for up to `timeout`.
-inline bool WaitFor(const std::function<bool()>& condition,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
 }
 
 // Processes still running code whose environment holds `cookie_variable`.

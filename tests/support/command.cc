@@ -11,16 +11,12 @@
 namespace gearrun::testing {
 namespace bp = boost::process;
 
-namespace {
-
 std::string ReadFile(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
 }
-
-}  // namespace
 
 struct BackgroundCommand::State {
   TempDir capture;

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gearrun::testing {
@@ -52,7 +53,11 @@ class BackgroundCommand {
 };
 
 // Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
-bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+bool WaitFor(const std::function<bool()>& condition,
+             std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// The whole content of a file; empty when it cannot be read.
+std::string ReadFile(const std::filesystem::path& path);
 
 // Whether a process with this pid exists (and is not a zombie).
 bool ProcessAlive(int pid);
@@ -65,6 +70,9 @@ class TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::filesystem::path operator/(std::string_view name) const {
+    return path_ / name;
+  }
   // Writes `text` to `relative` (creating parent directories); returns the full path.
   std::filesystem::path Write(const std::string& relative, const std::string& text) const;
 
