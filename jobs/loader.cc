@@ -89,12 +89,14 @@ class Fields {
 // Reads one document; collects errors instead of stopping at the first.
 class DocumentReader {
  public:
-  DocumentReader(std::string file, LoadReport& report) : file_(std::move(file)), report_(report) {}
+  DocumentReader(std::string file, LoadReport& report, const LoadOptions& options)
+      : file_(std::move(file)), report_(report), options_(options) {}
 
   std::optional<JobSpec> ReadJob(const YAML::Node& root) {
     size_t errors_before = report_.errors.size();
     JobSpec job;
     job.location = {file_, Line(root)};
+    job.kill = options_.default_kill;
     CheckTags(root);
     // Other messages about a mis-tagged value would only confuse ("must not be empty").
     if (report_.errors.size() != errors_before) return std::nullopt;
@@ -587,9 +589,11 @@ class DocumentReader {
 
   std::string file_;
   LoadReport& report_;
+  const LoadOptions& options_;
 };
 
-void LoadInto(std::string_view text, const std::string& file_name, LoadReport& report) {
+void LoadInto(std::string_view text, const std::string& file_name, LoadReport& report,
+              const LoadOptions& options) {
   ++report.files_read;
   std::vector<YAML::Node> documents;
   try {
@@ -603,7 +607,7 @@ void LoadInto(std::string_view text, const std::string& file_name, LoadReport& r
   for (const auto& doc : documents) {
     if (doc.IsNull()) continue;  // an empty document, e.g. after a trailing '---'
     try {
-      DocumentReader reader(file_name, report);
+      DocumentReader reader(file_name, report, options);
       if (auto job = reader.ReadJob(doc)) report.jobs.push_back(std::move(*job));
     } catch (const YAML::Exception& e) {
       report.errors.push_back({ErrorCode::kInvalid, "cannot read this document: " + e.msg,
@@ -617,7 +621,7 @@ bool IsJobFile(const std::filesystem::path& p) {
   return ext == ".yaml" || ext == ".yml";
 }
 
-void LoadFile(const std::filesystem::path& path, LoadReport& report) {
+void LoadFile(const std::filesystem::path& path, LoadReport& report, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;
   if (in) buffer << in.rdbuf();
@@ -627,10 +631,11 @@ void LoadFile(const std::filesystem::path& path, LoadReport& report) {
         {ErrorCode::kIo, "cannot read job file: " + ec.message(), path.string(), 0, 0});
     return;
   }
-  LoadInto(buffer.str(), path.string(), report);
+  LoadInto(buffer.str(), path.string(), report, options);
 }
 
-void LoadDirectory(const std::filesystem::path& dir, LoadReport& report) {
+void LoadDirectory(const std::filesystem::path& dir, LoadReport& report,
+                   const LoadOptions& options) {
   namespace fs = std::filesystem;
   std::vector<fs::path> files;
   std::error_code ec;
@@ -648,7 +653,7 @@ void LoadDirectory(const std::filesystem::path& dir, LoadReport& report) {
         {ErrorCode::kIo, "cannot read directory: " + ec.message(), dir.string(), 0, 0});
   }
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) LoadFile(f, report);
+  for (const auto& f : files) LoadFile(f, report, options);
 }
 
 // A job name defined twice is an error at the second place, naming the first.
@@ -683,14 +688,15 @@ const std::set<std::string>& AllJobKeys() {
   return keys;
 }
 
-LoadReport LoadJobText(std::string_view text, const std::string& file_name) {
+LoadReport LoadJobText(std::string_view text, const std::string& file_name,
+                       const LoadOptions& options) {
   LoadReport report;
-  LoadInto(text, file_name, report);
+  LoadInto(text, file_name, report, options);
   CheckDuplicateNames(report);
   return report;
 }
 
-LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths) {
+LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths, const LoadOptions& options) {
   namespace fs = std::filesystem;
   LoadReport report;
   for (const auto& path : paths) {
@@ -699,9 +705,9 @@ LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths) {
     if (ec || !fs::exists(status)) {
       report.errors.push_back({ErrorCode::kIo, "no such file or directory", path.string(), 0, 0});
     } else if (fs::is_directory(status)) {
-      LoadDirectory(path, report);
+      LoadDirectory(path, report, options);
     } else {
-      LoadFile(path, report);
+      LoadFile(path, report, options);
     }
   }
   CheckDuplicateNames(report);

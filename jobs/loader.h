@@ -34,15 +34,23 @@ struct LoadReport {
   [[nodiscard]] bool ok() const { return errors.empty(); }
 };
 
+// Node-level settings that shape loaded jobs.
+struct LoadOptions {
+  // The kill ladder of jobs that set no `kill` (and the half a partial `kill` leaves out).
+  KillSpec default_kill;
+};
+
 // Every key the job format knows, in the same "<section>.<key>" form as keys_used.
 [[nodiscard]] const std::set<std::string>& AllJobKeys();
 
 // Loads the documents of one YAML text; `file_name` is what errors call the text.
-[[nodiscard]] LoadReport LoadJobText(std::string_view text, const std::string& file_name);
+[[nodiscard]] LoadReport LoadJobText(std::string_view text, const std::string& file_name,
+                                     const LoadOptions& options = {});
 
 // Loads files and directories. A directory is read recursively for *.yaml and *.yml files,
 // in name order, skipping names that start with '.' (such as .git). A job name defined
 // twice anywhere is an error that names both places.
-[[nodiscard]] LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths);
+[[nodiscard]] LoadReport LoadJobs(const std::vector<std::filesystem::path>& paths,
+                                  const LoadOptions& options = {});
 
 }  // namespace gearrun::jobs

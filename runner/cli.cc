@@ -51,6 +51,10 @@ void AddBuildOptions(CLI::App& cmd, ServeFlags& f) {
   cmd.add_option("--pids-max", f.pids_max,
                  "Process limit for a whole build (cgroup pids.max); applied where cgroups "
                  "allow");
+  cmd.add_option("--kill-signal", f.kill_signal,
+                 "Kill ladder signal for jobs that set no kill: (TERM, INT, ...); default TERM");
+  cmd.add_option("--kill-grace", f.kill_grace,
+                 "Kill ladder grace for jobs that set none, e.g. 30s; default 10s");
   cmd.add_option("--log-cap", f.log_cap,
                  "Keep at most this much step output per build log (256M, 1G; 0: no cap); "
                  "default 256M");

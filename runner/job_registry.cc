@@ -24,14 +24,16 @@ std::string_view JobOfFunction(std::string_view function) {
   return function.substr(0, function.find(':'));  // job names never hold ':'
 }
 
-JobRegistry::JobRegistry(std::vector<std::filesystem::path> paths, jobs::LabelSet node_labels)
+JobRegistry::JobRegistry(std::vector<std::filesystem::path> paths, jobs::LabelSet node_labels,
+                         jobs::LoadOptions options)
     : paths_(std::move(paths)),
       node_labels_(std::move(node_labels)),
+      options_(options),
       current_(std::make_shared<const JobSet>()) {}
 
 JobRegistry::ReloadResult JobRegistry::Reload() {
   ReloadResult result;
-  jobs::LoadReport report = jobs::LoadJobs(paths_);
+  jobs::LoadReport report = jobs::LoadJobs(paths_, options_);
   if (!report.ok()) {
     result.errors = std::move(report.errors);
     result.jobs = static_cast<int>(current()->jobs.size());

@@ -24,6 +24,7 @@
 #include "jobs/error.h"
 #include "jobs/job_spec.h"
 #include "jobs/labels.h"
+#include "jobs/loader.h"
 
 namespace gearrun::runner {
 
@@ -48,7 +49,8 @@ struct JobSet {
 
 class JobRegistry {
  public:
-  JobRegistry(std::vector<std::filesystem::path> paths, jobs::LabelSet node_labels);
+  JobRegistry(std::vector<std::filesystem::path> paths, jobs::LabelSet node_labels,
+              jobs::LoadOptions options = {});
 
   struct ReloadResult {
     bool ok = false;                  // the new definitions are in force
@@ -66,6 +68,7 @@ class JobRegistry {
  private:
   const std::vector<std::filesystem::path> paths_;
   const jobs::LabelSet node_labels_;
+  const jobs::LoadOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<const JobSet> current_;
 };

@@ -57,12 +57,13 @@ class StopSignals {
 // Finds the job to run; prints why not and returns null when it cannot.
 std::shared_ptr<const jobs::JobSpec> FindJob(const RunOptions& options,
                                              const std::filesystem::path& jobs_dir,
+                                             const jobs::LoadOptions& load_options,
                                              std::ostream& err) {
   namespace fs = std::filesystem;
   std::error_code ec;
   bool is_file = fs::is_regular_file(options.target, ec);
   fs::path source = is_file ? fs::path(options.target) : jobs_dir;
-  jobs::LoadReport report = jobs::LoadJobs({source});
+  jobs::LoadReport report = jobs::LoadJobs({source}, load_options);
 
   const jobs::JobSpec* found = nullptr;
   if (is_file) {
@@ -134,8 +135,8 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
     err << "gearrun run: " << config.error() << "\n";
     return kExitUsage;
   }
-  auto job =
-      FindJob(options, options.jobs ? std::filesystem::path(*options.jobs) : config->jobs, err);
+  auto job = FindJob(options, options.jobs ? std::filesystem::path(*options.jobs) : config->jobs,
+                     {.default_kill = config->kill}, err);
   if (!job) return kExitUsage;
 
   jobs::RequestParameters params;

@@ -199,6 +199,21 @@ steps:
   }
 }
 
+TEST_F(RunTest, TheNodesKillLadderAppliesToJobsThatSetNone) {
+  auto job = Job(R"(
+name: trapper
+steps:
+  - run: |
+      trap 'echo "got INT"; exit 5' INT
+      echo ready
+      sleep 300 & wait
+    timeout: 1s
+)");
+  auto r = RunCommand(Run(job.string(), {"--kill-signal", "INT", "--kill-grace", "5s"}));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("got INT"));
+}
+
 TEST_F(RunTest, SecretsAreMaskedInTheLogAndRecord) {
   auto job = Job(R"(
 name: secretive

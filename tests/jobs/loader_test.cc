@@ -326,6 +326,17 @@ TEST(LoaderTest, YamlTagsAreNotSilentlyDropped) {
   EXPECT_EQ(LoadOne("name: a\nsteps: [{run: !!str 5}]\n").steps[0].run, "5");
 }
 
+TEST(LoaderTest, NodeDefaultKillLadderFillsWhatTheJobLeavesOut) {
+  LoadOptions options{.default_kill = {.signal = SIGINT, .grace = std::chrono::seconds(30)}};
+  auto none = LoadJobText("name: a\nsteps: [{run: x}]\n", "a.yaml", options);
+  EXPECT_EQ(none.jobs.at(0).kill.signal, SIGINT);
+  EXPECT_EQ(none.jobs.at(0).steps.at(0).kill.grace, std::chrono::seconds(30));
+  auto partial =
+      LoadJobText("name: a\nkill: {signal: HUP}\nsteps: [{run: x}]\n", "a.yaml", options);
+  EXPECT_EQ(partial.jobs.at(0).kill.signal, SIGHUP);
+  EXPECT_EQ(partial.jobs.at(0).kill.grace, std::chrono::seconds(30));
+}
+
 TEST(LoaderTest, UnknownSignal) {
   ExpectError("name: a\nsteps: [{run: x}]\nkill: {signal: TERMINATE}\n",
               "unknown signal 'TERMINATE'", 3, 16);
