@@ -167,7 +167,12 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
   }
 }
 
-BuildStore::BuildStore(fs::path state_dir) : builds_(std::move(state_dir) / "builds") {}
+BuildStore::BuildStore(fs::path state_dir)
+    : builds_(state_dir / "builds"), running_(state_dir / "running") {}
+
+fs::path BuildStore::RunningMarker(const std::string& job, std::int64_t number) const {
+  return running_ / (std::to_string(number) + "@" + job);  // job names hold no '@'
+}
 
 fs::path BuildStore::BuildDir(const std::string& job, std::int64_t number) const {
   return builds_ / job / std::to_string(number);
@@ -223,7 +228,34 @@ tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string
 }
 
 tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) const {
-  return WriteFileAtomically(BuildDir(record.job, record.number) / "build.json", ToJson(record));
+  auto written =
+      WriteFileAtomically(BuildDir(record.job, record.number) / "build.json", ToJson(record));
+  if (!written) return written;
+  fs::path marker = RunningMarker(record.job, record.number);
+  if (record.result == Result::kRunning) {
+    std::error_code ec;
+    fs::create_directories(running_, ec);
+    UniqueFd fd(::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) return tl::unexpected(Errno("cannot create", marker));
+  } else if (::unlink(marker.c_str()) != 0 && errno != ENOENT) {
+    return tl::unexpected(Errno("cannot remove", marker));
+  }
+  return {};
+}
+
+std::vector<BuildStore::BuildId> BuildStore::Running() const {
+  std::vector<BuildId> ids;
+  std::error_code ec;
+  for (fs::directory_iterator it(running_, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    auto at = name.find('@');
+    if (at == std::string::npos || at + 1 == name.size()) continue;
+    std::int64_t number = 0;
+    auto [last, err] = std::from_chars(name.data(), name.data() + at, number);
+    if (err != std::errc() || last != name.data() + at || number <= 0) continue;
+    ids.push_back({name.substr(at + 1), number});
+  }
+  return ids;
 }
 
 tl::expected<BuildRecord, std::string> BuildStore::Read(const std::string& job,

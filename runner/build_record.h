@@ -3,6 +3,9 @@
 //   builds/<job>/next-number        the next number to give out (text)
 //   builds/<job>/<number>/build.json  the record (this file's BuildRecord), written atomically
 //   builds/<job>/<number>/log         the build log
+//   running/<number>@<job>            present while the record says RUNNING, so that a start
+//                                     after a crash finds unfinished builds without reading
+//                                     every record ever written
 //
 // Build numbers per job only ever increase and are never reused, also across crashes and
 // restarts: a number is written to next-number (and synced) before its build starts, and
@@ -91,12 +94,24 @@ class BuildStore {
   [[nodiscard]] std::filesystem::path BuildDir(const std::string& job, std::int64_t number) const;
   [[nodiscard]] std::filesystem::path LogPath(const std::string& job, std::int64_t number) const;
 
+  // Writes the record atomically and keeps the running/ marker in step with its result.
   [[nodiscard]] tl::expected<void, std::string> Write(const BuildRecord& record) const;
   [[nodiscard]] tl::expected<BuildRecord, std::string> Read(const std::string& job,
                                                             std::int64_t number) const;
 
+  struct BuildId {
+    std::string job;
+    std::int64_t number = 0;
+  };
+  // The builds whose last written record said RUNNING (their running/ markers).
+  [[nodiscard]] std::vector<BuildId> Running() const;
+
  private:
+  [[nodiscard]] std::filesystem::path RunningMarker(const std::string& job,
+                                                    std::int64_t number) const;
+
   std::filesystem::path builds_;
+  std::filesystem::path running_;
 };
 
 }  // namespace gearrun::runner

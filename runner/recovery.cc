@@ -26,33 +26,29 @@ bool RunnerAlive(int pid) {
 
 std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock) {
   std::vector<LostBuild> lost;
-  fs::path builds = store.BuildDir("x", 1).parent_path().parent_path();
-  std::error_code ec;
-  for (fs::directory_iterator job(builds, ec), end; !ec && job != end; job.increment(ec)) {
-    std::error_code inner;
-    for (fs::directory_iterator b(job->path(), inner); !inner && b != end; b.increment(inner)) {
-      std::string name = b->path().filename().string();
-      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-      auto record = store.Read(job->path().filename().string(), std::stoll(name));
-      if (!record || record->result != Result::kRunning || RunnerAlive(record->runner_pid)) {
-        continue;
-      }
-      LostBuild item;
-      auto killed = sandbox::KillOrphanedBuild(record->cookie, record->cgroup);
-      if (killed) {
-        item.processes_killed = *killed;
-      } else {
-        item.error = killed.error().ToString();
-      }
-      record->result = Result::kLost;
-      record->reason = "the runner (pid " + std::to_string(record->runner_pid) +
-                       ") stopped while the build ran; " + std::to_string(item.processes_killed) +
-                       " of its processes were still running and were killed";
-      record->finished_at = FormatTimestamp(clock.WallNow());
-      (void)store.Write(*record);
-      item.record = std::move(*record);
-      lost.push_back(std::move(item));
+  for (const auto& id : store.Running()) {
+    auto record = store.Read(id.job, id.number);
+    if (!record) continue;
+    if (record->result != Result::kRunning) {
+      (void)store.Write(*record);  // finished, but a crash came before its marker went
+      continue;
     }
+    if (RunnerAlive(record->runner_pid)) continue;
+    LostBuild item;
+    auto killed = sandbox::KillOrphanedBuild(record->cookie, record->cgroup);
+    if (killed) {
+      item.processes_killed = *killed;
+    } else {
+      item.error = killed.error().ToString();
+    }
+    record->result = Result::kLost;
+    record->reason = "the runner (pid " + std::to_string(record->runner_pid) +
+                     ") stopped while the build ran; " + std::to_string(item.processes_killed) +
+                     " of its processes were still running and were killed";
+    record->finished_at = FormatTimestamp(clock.WallNow());
+    (void)store.Write(*record);
+    item.record = std::move(*record);
+    lost.push_back(std::move(item));
   }
   return lost;
 }

@@ -19,7 +19,8 @@ struct LostBuild {
   std::string error;  // when something of it could not be killed
 };
 
-// Scans every build record under the store's state directory.
+// Looks only at the builds the store lists as running (BuildStore::Running()), so its cost
+// does not grow with the number of builds ever run.
 [[nodiscard]] std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock);
 
 }  // namespace gearrun::runner

@@ -87,6 +87,24 @@ TEST(BuildStoreTest, RecordRoundTrips) {
   EXPECT_EQ(ToJson(*back), ToJson(r));
 }
 
+TEST(BuildStoreTest, RunningListsExactlyTheBuildsWhoseRecordSaysRunning) {
+  testing::TempDir dir;
+  BuildStore store(dir.path());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store.NextNumber("a.b-c"));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(store.NextNumber("z"));
+  ASSERT_TRUE(store.Write({.job = "a.b-c", .number = 3, .result = Result::kRunning}));
+  ASSERT_TRUE(store.Write({.job = "z", .number = 1, .result = Result::kRunning}));
+  ASSERT_TRUE(store.Write({.job = "z", .number = 2, .result = Result::kSuccess}));
+  auto running = store.Running();
+  ASSERT_EQ(running.size(), 2u);
+  std::set<std::string> names;
+  for (const auto& id : running) names.insert(id.job + "#" + std::to_string(id.number));
+  EXPECT_EQ(names, (std::set<std::string>{"a.b-c#3", "z#1"}));
+  ASSERT_TRUE(store.Write({.job = "z", .number = 1, .result = Result::kFailure}));
+  ASSERT_EQ(store.Running().size(), 1u);
+  EXPECT_EQ(store.Running()[0].job, "a.b-c");
+}
+
 TEST(BuildStoreTest, InvalidUtf8InARecordIsReplacedNotFatal) {
   BuildRecord r{.job = "j", .number = 1};
   r.parameters = {{"A", "\xff\xfe"}};
