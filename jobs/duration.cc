@@ -107,24 +107,4 @@ tl::expected<Duration, std::string> ParseDuration(std::string_view text) {
   return Duration(static_cast<int64_t>(std::llround(total_ms)));
 }
 
-std::string FormatDuration(Duration d) {
-  int64_t ms = d.count();
-  if (ms == 0) return "0s";
-  std::string out;
-  if (ms < 0) {
-    out = "-";
-    ms = -ms;
-  }
-  if (ms % 1000 != 0 && ms < 60'000) return out + std::to_string(ms) + "ms";
-  int64_t h = ms / 3'600'000;
-  int64_t m = ms / 60'000 % 60;
-  int64_t s = ms / 1000 % 60;
-  int64_t rest = ms % 1000;
-  if (h > 0) out += std::to_string(h) + "h";
-  if (m > 0) out += std::to_string(m) + "m";
-  if (s > 0) out += std::to_string(s) + "s";
-  if (rest > 0) out += std::to_string(rest) + "ms";
-  return out;
-}
-
 }  // namespace gearrun::jobs

@@ -21,7 +21,4 @@ inline constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
 // (callers that need a positive value check that themselves).
 [[nodiscard]] tl::expected<Duration, std::string> ParseDuration(std::string_view text);
 
-// The shortest form ParseDuration reads back to the same value: "1h30m", "250ms", "0s".
-[[nodiscard]] std::string FormatDuration(Duration d);
-
 }  // namespace gearrun::jobs

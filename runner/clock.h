@@ -5,13 +5,10 @@
 //   auto deadline = clock.Now() + std::chrono::seconds(5);
 //   if (!clock.SleepUntil(deadline, cancel_fd)) { /* cancelled */ }
 //
-// SystemClock is thread-safe. FakeClock is for tests; it is thread-safe too, but time only
-// moves when a sleeper asks it to or the test calls Advance().
+// SystemClock is thread-safe. Tests use a FakeClock (tests/runner/fake_clock.h).
 #pragma once
 
 #include <chrono>
-#include <mutex>
-#include <vector>
 
 namespace gearrun::runner {
 
@@ -35,22 +32,6 @@ class SystemClock final : public Clock {
     return std::chrono::system_clock::now();
   }
   bool SleepUntil(TimePoint deadline, int cancel_fd) override;
-};
-
-// Jumps straight to the deadline of every sleep and records how long each was.
-class FakeClock final : public Clock {
- public:
-  TimePoint Now() override;
-  std::chrono::system_clock::time_point WallNow() override;
-  bool SleepUntil(TimePoint deadline, int cancel_fd) override;
-
-  void Advance(std::chrono::milliseconds d);
-  [[nodiscard]] std::vector<std::chrono::milliseconds> sleeps();
-
- private:
-  std::mutex mu_;
-  TimePoint now_{std::chrono::hours(1000)};
-  std::vector<std::chrono::milliseconds> sleeps_;
 };
 
 }  // namespace gearrun::runner

@@ -349,15 +349,6 @@ std::filesystem::path DefaultStateDir() {
   return "/tmp/gearrun-" + std::to_string(::geteuid());
 }
 
-const std::vector<std::string_view>& ServeConfigKeys() {
-  static const std::vector<std::string_view> keys = [] {
-    std::vector<std::string_view> out;
-    for (const auto& s : Settings()) out.push_back(s.key);
-    return out;
-  }();
-  return keys;
-}
-
 tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags) {
   ServeConfig config;
   config.servers = {ServerAddress{"127.0.0.1", 4730}};

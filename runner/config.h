@@ -90,7 +90,4 @@ struct ServeFlags {
 // "--<flag>: <what is wrong>".
 [[nodiscard]] tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags);
 
-// Every key a config file may hold (for docs and tests).
-[[nodiscard]] const std::vector<std::string_view>& ServeConfigKeys();
-
 }  // namespace gearrun::runner

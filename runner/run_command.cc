@@ -36,7 +36,9 @@ class StopSignals {
     struct sigaction sa {};
     sa.sa_handler = OnStopSignal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: a write blocked on the terminal must not outlive a stop
+    // Nothing of the build blocks on the terminal (BuildLog's copy never waits), so calls may
+    // simply restart after the handler.
+    sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < kSignals.size(); ++i) {
       ::sigaction(kSignals[i], nullptr, &old_[i]);
       if (old_[i].sa_handler != SIG_IGN) ::sigaction(kSignals[i], &sa, nullptr);

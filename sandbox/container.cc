@@ -728,8 +728,6 @@ const LimitsInForce& Container::limits_in_force() const { return state_->limits;
 const std::filesystem::path& Container::cgroup_directory() const { return state_->v2_build_dir; }
 std::string_view Container::cookie_variable() const { return state_->cookie; }
 
-void Container::DrainOutput(OutputSink& sink) { state_->DrainBuffered(sink); }
-
 tl::expected<int, Error> Container::KillAll(const KillPolicy& policy, OutputSink& sink) {
   return state_->KillEverything(policy, sink);
 }

@@ -31,8 +31,8 @@
 // Output: one pipe per build (1 MiB where the kernel allows); the Container holds its read end (and
 // a write end) until it is destroyed, so a background process that a step leaves running never gets
 // SIGPIPE or EOF on stdout. What such processes write after their step has returned stays in the
-// pipe (up to its capacity; then they block) and goes to the sink of the next Run(), KillAll() or
-// DrainOutput(). Run() returns as soon as the step's main process has exited and the bytes
+// pipe (up to its capacity; then they block) and goes to the sink of the next Run() or
+// KillAll(). Run() returns as soon as the step's main process has exited and the bytes
 // already in the pipe have been delivered; it never waits for the pipe to reach EOF.
 //
 // Ownership: move-only (a moved-from Container may only be destroyed or assigned to); owns
@@ -138,10 +138,6 @@ class Container {
   // goes to `sink`. Returns how many processes it found and stopped (0 when none was left).
   // The Container stays usable. Error (EBUSY) if processes survive SIGKILL for 10 s.
   [[nodiscard]] tl::expected<int, Error> KillAll(const KillPolicy& policy, OutputSink& sink);
-
-  // Delivers to `sink` what leftovers of earlier steps wrote since the last call, without
-  // waiting. Lets a runner keep the build log current between steps.
-  void DrainOutput(OutputSink& sink);
 
  private:
   struct State;  // defined in container.cc

@@ -11,6 +11,7 @@
 
 #include "runner/clock.h"
 #include "runner/step_executor.h"
+#include "tests/runner/fake_clock.h"
 
 namespace gearrun::runner {
 
