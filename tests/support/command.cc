@@ -47,6 +47,7 @@ int BackgroundCommand::pid() const { return state_->child.id(); }
 void BackgroundCommand::Signal(int signo) const { ::kill(pid(), signo); }
 
 std::string BackgroundCommand::out() const { return ReadFile(state_->capture.path() / "out"); }
+std::string BackgroundCommand::err() const { return ReadFile(state_->capture.path() / "err"); }
 
 CommandResult BackgroundCommand::Wait(std::chrono::milliseconds timeout) {
   CommandResult result;

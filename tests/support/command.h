@@ -44,8 +44,9 @@ class BackgroundCommand {
   void Signal(int signo) const;
   // Waits up to `timeout` for the program to end; then kills it.
   CommandResult Wait(std::chrono::milliseconds timeout);
-  // What it has printed so far.
+  // What it has printed so far, on standard output and on standard error.
   [[nodiscard]] std::string out() const;
+  [[nodiscard]] std::string err() const;
 
  private:
   struct State;
