@@ -184,6 +184,7 @@ const BuildRecord& Build::Run(BuildObserver* observer) {
   }
 
   BuildOutcome outcome = RunBuild(plan, *executor_, clock_, log_, *stopper_, observer);
+  std::lock_guard lock(record_mu_);
   record_.result = outcome.result;
   record_.reason = outcome.reason;
   record_.steps = std::move(outcome.steps);
@@ -196,6 +197,12 @@ const BuildRecord& Build::Run(BuildObserver* observer) {
     log_.Line("cannot write the build record: " + ok.error());
   }
   return record_;
+}
+
+tl::expected<void, std::string> Build::SetDescription(std::string html) {
+  std::lock_guard lock(record_mu_);
+  record_.description = std::move(html);
+  return store_.Write(record_);
 }
 
 }  // namespace gearrun::runner

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tl/expected.hpp>
@@ -85,6 +86,10 @@ class Build {
   // For signal handlers (async-signal-safe).
   [[nodiscard]] BuildStopper& stopper() { return *stopper_; }
 
+  // Thread-safe: stores a description (set_description) in the record, now and in the
+  // final record. Errors are those of writing the record.
+  [[nodiscard]] tl::expected<void, std::string> SetDescription(std::string html);
+
   // A Build dropped without Run() leaves a final record saying so (never RUNNING).
   ~Build();
   Build(const Build&) = delete;
@@ -98,6 +103,7 @@ class Build {
 
   const NodeSettings& settings_;
   BuildRequest request_;
+  std::mutex record_mu_;  // record_ is written by Run() and by SetDescription()
   Clock& clock_;
   BuildStore& store_;
   BuildRecord record_;

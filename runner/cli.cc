@@ -10,6 +10,7 @@
 #include "runner/check_command.h"
 #include "runner/config.h"
 #include "runner/run_command.h"
+#include "runner/serve_command.h"
 
 namespace gearrun::runner {
 namespace {
@@ -107,6 +108,36 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->allow_extra_args(false);
   AddBuildOptions(*run_cmd, run.node);
 
+  ServeFlags serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve",
+      "Serve builds to Gearman clients (Zuul, gear, gearrun submit) the way a Jenkins node with "
+      "the Gearman plugin does. SIGHUP reloads the job files; SIGTERM drains (a second one "
+      "aborts running builds). Exit 0 when stopped; with --once 0 when the build succeeded, "
+      "1 when not; 2 invalid configuration.");
+  serve_cmd
+      ->add_option("--server", serve.servers,
+                   "A Gearman server, HOST[:PORT] (default port 4730); repeatable: every "
+                   "executor connects to every server; default 127.0.0.1:4730")
+      ->allow_extra_args(false);
+  serve_cmd->add_option("--executors", serve.executors,
+                        "How many builds may run at once; default the number of CPUs");
+  serve_cmd->add_option(
+      "--jobs", serve.jobs,
+      std::string("Job file or directory (searched for *.yaml, *.yml); default ") +
+          kDefaultJobsDir);
+  serve_cmd->add_option("--drain-timeout", serve.drain_timeout,
+                        "On SIGTERM, how long running builds may take before they are aborted, "
+                        "e.g. 30m; default no limit");
+  serve_cmd->add_flag("--once", serve.once,
+                      "Take exactly one build (as if it carried OFFLINE_NODE_WHEN_COMPLETE), "
+                      "send its result, and exit with 0 for SUCCESS, 1 otherwise");
+  serve_cmd->add_option("--log-level", serve.log_level,
+                        "Daemon log level: trace, debug, info, warn, error; default info");
+  serve_cmd->add_option("--log-format", serve.log_format,
+                        "Daemon log format on standard error: text or json; default text");
+  AddBuildOptions(*serve_cmd, serve);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -119,6 +150,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     return RunCheck(check, out, err);
   }
   if (run_cmd->parsed()) return RunRun(run, out, err);
+  if (serve_cmd->parsed()) return RunServe(serve, out, err);
   err << app.help();
   return kExitUsage;
 }

@@ -1,0 +1,235 @@
+#include "runner/gearman_connection.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace gearrun::runner {
+namespace {
+
+constexpr std::chrono::seconds kConnectTimeout{10};
+
+std::string ErrnoText(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+
+void SetKeepalive(int fd) {
+  int on = 1, idle = 30, interval = 10, probes = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  // Small packets (WORK_STATUS, GRAB) should leave at once.
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+}  // namespace
+
+std::chrono::milliseconds ReconnectDelay(int failures, double jitter_factor) {
+  std::int64_t ms = 1000;
+  for (int i = 1; i < failures && ms < 30'000; ++i) ms *= 2;
+  ms = std::min<std::int64_t>(ms, 30'000);
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(static_cast<double>(ms) * jitter_factor));
+}
+
+GearmanConnection::GearmanConnection(ServerAddress server, std::string client_id)
+    : server_(std::move(server)),
+      client_id_(std::move(client_id)),
+      jitter_(static_cast<std::minstd_rand::result_type>(
+          std::hash<std::string>{}(client_id_ + server_.ToString()) ^
+          static_cast<std::size_t>(::getpid()))) {}
+
+bool GearmanConnection::MaybeConnect(TimePoint now) {
+  if (state_ != State::kDown || now < next_attempt_) return false;
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(server_.port);
+  int rc = ::getaddrinfo(server_.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) {
+    Drop(std::string("cannot resolve ") + server_.host + ": " + ::gai_strerror(rc), now);
+    return true;
+  }
+  sandbox::UniqueFd fd(
+      ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    int err = errno;
+    ::freeaddrinfo(found);
+    Drop(ErrnoText("socket", err), now);
+    return true;
+  }
+  SetKeepalive(fd.get());
+  rc = ::connect(fd.get(), found->ai_addr, found->ai_addrlen);
+  int err = errno;
+  ::freeaddrinfo(found);
+  if (rc != 0 && err != EINPROGRESS) {
+    Drop(ErrnoText("connect", err), now);
+    return true;
+  }
+  fd_ = std::move(fd);
+  state_ = State::kConnecting;
+  // Even a connect that completed at once is reported through poll (POLLOUT), so that the
+  // event loop sees every connection come up the same way.
+  connect_deadline_ = now + kConnectTimeout;
+  return true;
+}
+
+short GearmanConnection::PollEvents() const {
+  switch (state_) {
+    case State::kDown:
+      return 0;
+    case State::kConnecting:
+      return POLLOUT;
+    case State::kUp:
+      return static_cast<short>(POLLIN | (output_.empty() ? 0 : POLLOUT));
+  }
+  return 0;
+}
+
+GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now) {
+  Ready ready;
+  if (state_ == State::kConnecting) {
+    if (revents == 0) {
+      if (now >= connect_deadline_) {
+        ready.error = "connect: no answer within " + std::to_string(kConnectTimeout.count()) + "s";
+        Drop(ready.error, now);
+      }
+      return ready;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) {
+      ready.error = ErrnoText("connect", err);
+      Drop(ready.error, now);
+      return ready;
+    }
+    OnConnected();
+    ready.connected = true;
+    return ready;
+  }
+  if (state_ != State::kUp) return ready;
+
+  if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+      if (n > 0) {
+        decoder_.Feed(std::string_view(buf, static_cast<std::size_t>(n)));
+        if (static_cast<std::size_t>(n) < sizeof(buf)) break;
+        continue;
+      }
+      if (n == 0) {
+        ready.error = "the server closed the connection";
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno != EAGAIN) {  // EWOULDBLOCK is the same on Linux
+        ready.error = ErrnoText("recv", errno);
+      }
+      break;
+    }
+    // Packets that arrived before a close still count (a JOB_ASSIGN must be answered if
+    // it can be; the caller sees the error after them).
+    for (;;) {
+      auto next = decoder_.Next();
+      if (!next) {
+        ready.error = "protocol error: " + next.error();
+        break;
+      }
+      if (!next->has_value()) break;
+      ready.packets.push_back(std::move(**next));
+    }
+  }
+  if (ready.error.empty() && (revents & POLLOUT) != 0) Flush();
+  if (ready.error.empty() && state_ == State::kUp && (revents & POLLERR) != 0 &&
+      (revents & POLLIN) == 0) {
+    ready.error = "socket error";
+  }
+  if (!ready.error.empty()) Drop(ready.error, now);
+  return ready;
+}
+
+void GearmanConnection::OnConnected() {
+  state_ = State::kUp;
+  ++generation_;
+  failures_ = 0;
+  last_error_.clear();
+  decoder_ = PacketDecoder(Magic::kResponse);
+  output_.clear();
+  registered_.clear();
+  Send(Command::kSetClientId, {client_id_});
+  Send(Command::kResetAbilities);
+  for (const auto& f : wanted_) {
+    Send(Command::kCanDo, {f});
+    registered_.insert(f);
+  }
+}
+
+void GearmanConnection::SetFunctions(const std::set<std::string>& functions) {
+  wanted_ = functions;
+  if (state_ != State::kUp) return;
+  if (wanted_.empty()) {
+    if (!registered_.empty()) Send(Command::kResetAbilities);
+    registered_.clear();
+    return;
+  }
+  // CANT_DO only for names this connection registered: geard drops a connection that
+  // unregisters a name it never saw.
+  std::vector<std::string> removed;
+  std::set_difference(registered_.begin(), registered_.end(), wanted_.begin(), wanted_.end(),
+                      std::back_inserter(removed));
+  for (const auto& f : removed) {
+    Send(Command::kCantDo, {f});
+    registered_.erase(f);
+  }
+  for (const auto& f : wanted_) {
+    if (registered_.insert(f).second) Send(Command::kCanDo, {f});
+  }
+}
+
+void GearmanConnection::Send(Command command, std::vector<std::string> args) {
+  if (state_ != State::kUp) return;
+  output_ += Encode({.magic = Magic::kRequest, .command = command, .args = std::move(args)});
+  Flush();
+}
+
+void GearmanConnection::Flush() {
+  while (!output_.empty() && fd_) {
+    ssize_t n = ::send(fd_.get(), output_.data(), output_.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      output_.erase(0, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    // EAGAIN: the rest waits for POLLOUT. Other errors show up as POLLERR/POLLHUP.
+    break;
+  }
+}
+
+void GearmanConnection::Drop(std::string reason, TimePoint now) {
+  fd_.reset();
+  state_ = State::kDown;
+  output_.clear();
+  registered_.clear();
+  last_error_ = std::move(reason);
+  ++failures_;
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  next_attempt_ = now + ReconnectDelay(failures_, jitter(jitter_));
+}
+
+void GearmanConnection::Close() {
+  fd_.reset();
+  state_ = State::kDown;
+  output_.clear();
+  registered_.clear();
+}
+
+}  // namespace gearrun::runner

@@ -1,0 +1,85 @@
+#include "runner/serve_command.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+
+#include <cstring>
+
+#include "jobs/labels.h"
+#include "runner/cli.h"
+#include "runner/job_registry.h"
+#include "runner/logging.h"
+#include "runner/recovery.h"
+#include "runner/state_lock.h"
+#include "runner/worker.h"
+#include "sandbox/reaper.h"
+#include "sandbox/unique_fd.h"
+
+namespace gearrun::runner {
+
+int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) {
+  auto config = LoadServeConfig(flags);
+  if (!config) {
+    err << "gearrun serve: " << config.error() << "\n";
+    return kExitUsage;
+  }
+  const NodeSettings& node = config->node;
+
+  JobRegistry registry({config->jobs}, jobs::MakeNodeLabels(node.name, node.labels),
+                       {.default_kill = config->kill});
+  auto loaded = registry.Reload();
+  if (!loaded.ok) {
+    for (const auto& e : loaded.errors) err << e.ToString() << "\n";
+    err << "gearrun serve: " << loaded.errors.size()
+        << " error(s) in the job files; nothing started (gearrun check " << config->jobs.string()
+        << " shows them too)\n";
+    return kExitUsage;
+  }
+
+  auto lock = StateLock::Acquire(node.state_dir);
+  if (!lock) {
+    err << "gearrun serve: " << lock.error() << "\n";
+    return kExitUsage;
+  }
+
+  // Signals are taken through a signalfd by the event loop; blocked before any thread
+  // starts, so that every thread inherits the mask (steps get a clean one: sandbox/spawn.h).
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&signals, s);
+  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
+    err << "gearrun serve: sigprocmask: " << std::strerror(errno) << "\n";
+    return kExitFailed;
+  }
+  sandbox::UniqueFd signal_fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!signal_fd) {
+    err << "gearrun serve: signalfd: " << std::strerror(errno) << "\n";
+    return kExitFailed;
+  }
+
+  ConfigureLogging(config->log_level, config->log_format);
+  // Orphans of builds are re-parented to us, so that nothing escapes and all is reaped.
+  if (auto ok = sandbox::BecomeSubreaper(); !ok) spdlog::warn("{}", ok.error().ToString());
+
+  SystemClock clock;
+  BuildStore store(node.state_dir);
+  for (const auto& l : RecoverLostBuilds(store, clock)) {
+    spdlog::warn("build was lost when an earlier runner died [job: {}, number: {}, killed: {}{}]",
+                 l.record.job, l.record.number, l.processes_killed,
+                 l.error.empty() ? "" : ", error: " + l.error);
+  }
+  spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", loaded.jobs,
+               registry.current()->functions.size(), config->jobs.string());
+
+  auto worker = Worker::Create(*config, registry, store, clock);
+  if (!worker) {
+    spdlog::error("cannot start: {}", worker.error());
+    return kExitFailed;
+  }
+  int code = (*worker)->Run(signal_fd.get());
+  spdlog::info("stopped [exit code: {}]", code);
+  return code;
+}
+
+}  // namespace gearrun::runner

@@ -1,0 +1,599 @@
+#include "runner/worker.h"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+
+#include "jobs/request.h"
+#include "sandbox/reaper.h"
+
+namespace gearrun::runner {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// How long a GRAB may stay unanswered while the node stops grabbing (drain, exit) before
+// its connection is closed instead (gear's worker waits 5 s too).
+constexpr std::chrono::seconds kGrabReplyWait{5};
+// How long results waiting in send buffers may take to leave at exit.
+constexpr std::chrono::seconds kFlushAtExit{5};
+
+std::string ExecutorId(const std::string& node, int i) {
+  return node + "_exec-" + std::to_string(i);
+}
+
+std::int64_t MillisUntil(SteadyClock::time_point when, SteadyClock::time_point now) {
+  return std::max<std::int64_t>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count());
+}
+
+}  // namespace
+
+struct Worker::RunningBuild {
+  std::unique_ptr<Build> build;
+  Link* link = nullptr;
+  std::uint64_t generation = 0;
+  std::string handle;
+  int executor = 0;
+  bool exclusive = false;
+  PayloadContext context;
+  std::atomic<bool> finished{false};
+  std::thread thread;
+};
+
+// Runs on the build's thread; hands progress to the loop.
+class Worker::Observer : public BuildObserver {
+ public:
+  Observer(Worker& worker, RunningBuild& build) : worker_(worker), build_(build) {}
+  void StepFinished(int finished, int total) override {
+    worker_.Post({.kind = Event::Kind::kStepFinished,
+                  .build = &build_,
+                  .finished = finished,
+                  .total = total});
+  }
+
+ private:
+  Worker& worker_;
+  RunningBuild& build_;
+};
+
+tl::expected<std::unique_ptr<Worker>, std::string> Worker::Create(const ServeConfig& config,
+                                                                  JobRegistry& registry,
+                                                                  BuildStore& store, Clock& clock) {
+  sandbox::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake) return tl::unexpected(std::string("eventfd: ") + std::strerror(errno));
+  return std::unique_ptr<Worker>(new Worker(config, registry, store, clock, std::move(wake)));
+}
+
+Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& store, Clock& clock,
+               sandbox::UniqueFd wake)
+    : config_(config), registry_(registry), store_(store), clock_(clock), wake_(std::move(wake)) {
+  const std::string& node = config_.node.name;
+  for (int i = 0; i < config_.executors; ++i) {
+    for (const auto& server : config_.servers) {
+      executor_links_.push_back(std::make_unique<Link>(
+          Link{.conn = GearmanConnection(server, ExecutorId(node, i)), .executor = i}));
+    }
+  }
+  for (const auto& server : config_.servers) {
+    auto link = std::make_unique<Link>(
+        Link{.conn = GearmanConnection(server, node + "_manager"), .executor = -1});
+    link->conn.SetFunctions({"stop:" + node, "set_description:" + node});
+    manager_links_.push_back(std::move(link));
+  }
+  executor_busy_.assign(static_cast<std::size_t>(config_.executors), false);
+  ApplyFunctions();
+}
+
+Worker::~Worker() {
+  // Run() joins every build before it returns; a Worker destroyed without Run() has none.
+  for (auto& [key, b] : builds_) {
+    b->build->Stop("the runner shutting down");
+    if (b->thread.joinable()) b->thread.join();
+  }
+}
+
+void Worker::Post(Event event) {
+  {
+    std::lock_guard lock(events_mu_);
+    events_.push_back(event);
+  }
+  std::uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof(one));
+}
+
+void Worker::Reload() { Post({.kind = Event::Kind::kReload}); }
+void Worker::Shutdown() { Post({.kind = Event::Kind::kShutdown}); }
+
+int Worker::Run(int signal_fd) {
+  spdlog::info("serving [node: {}, executors: {}, servers: {}, functions: {}]", config_.node.name,
+               config_.executors, config_.servers.size(), registry_.current()->functions.size());
+  std::vector<pollfd> fds;
+  std::vector<Link*> polled;
+  for (;;) {
+    auto now = SteadyClock::now();
+    // Stopping to grab never abandons an open GRAB on a live connection: wait for its
+    // reply, and close the connection if none comes.
+    if ((draining_ || once_done_) && grab_link_ != nullptr &&
+        now - grab_link_->grab_sent > kGrabReplyWait) {
+      spdlog::warn("no reply to a grab, closing the connection [server: {}, client id: {}]",
+                   grab_link_->conn.server().ToString(), grab_link_->conn.client_id());
+      grab_link_->conn.Drop("no reply to GRAB_JOB_UNIQ", now);
+      grab_link_->grab = GrabState::kAwake;
+      grab_link_ = nullptr;
+    }
+    if (drain_deadline_ && now >= *drain_deadline_) {
+      drain_deadline_.reset();
+      spdlog::warn("drain timeout reached, aborting running builds [builds: {}]", builds_.size());
+      for (auto& [key, b] : builds_) b->build->Stop("the drain timeout of the runner");
+    }
+    if (Done()) break;
+
+    std::int64_t timeout_ms = 1000;
+    fds.clear();
+    polled.clear();
+    fds.push_back({.fd = wake_.get(), .events = POLLIN, .revents = 0});
+    fds.push_back({.fd = signal_fd, .events = POLLIN, .revents = 0});
+    auto add_links = [&](std::vector<std::unique_ptr<Link>>& links) {
+      for (auto& l : links) {
+        if (l->conn.MaybeConnect(now) && l->conn.state() == GearmanConnection::State::kDown &&
+            !l->logged_down) {
+          spdlog::warn("cannot connect, will retry [server: {}, client id: {}, error: {}]",
+                       l->conn.server().ToString(), l->conn.client_id(), l->conn.last_error());
+          l->logged_down = true;
+        }
+        if (l->conn.state() == GearmanConnection::State::kDown) {
+          timeout_ms = std::min(timeout_ms, MillisUntil(l->conn.next_attempt(), now));
+          continue;
+        }
+        fds.push_back({.fd = l->conn.fd(), .events = l->conn.PollEvents(), .revents = 0});
+        polled.push_back(l.get());
+      }
+    };
+    add_links(executor_links_);
+    add_links(manager_links_);
+    if (drain_deadline_) timeout_ms = std::min(timeout_ms, MillisUntil(*drain_deadline_, now));
+
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout_ms));
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("poll failed: {}", std::strerror(errno));
+      std::abort();
+    }
+    now = SteadyClock::now();
+    if (fds[0].revents != 0) HandleEvents();
+    if (signal_fd >= 0 && fds[1].revents != 0) HandleSignals(signal_fd);
+    for (std::size_t i = 0; i < polled.size(); ++i) {
+      HandleReady(*polled[i], fds[i + 2].revents, now);
+    }
+    MaybeGrab(now);
+    // Orphans of builds are ours (subreaper); each build also reaps after each step.
+    sandbox::ReapOrphans();
+  }
+  FlushAndClose();
+  return exit_code_;
+}
+
+bool Worker::Done() const {
+  if (!builds_.empty()) return false;
+  if (grab_link_ != nullptr) return false;
+  return draining_ || once_done_;
+}
+
+void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now) {
+  bool was_up = link.conn.up();
+  auto ready = link.conn.OnReady(revents, now);
+  if (ready.connected) {
+    spdlog::info("connected [server: {}, client id: {}, functions: {}]",
+                 link.conn.server().ToString(), link.conn.client_id(),
+                 link.conn.registered().size());
+    link.logged_down = false;
+    link.grab = GrabState::kAwake;
+  }
+  for (const auto& p : ready.packets) HandlePacket(link, p);
+  if (!ready.error.empty()) {
+    if (was_up || ready.connected) {
+      spdlog::warn("disconnected, will reconnect [server: {}, client id: {}, error: {}]",
+                   link.conn.server().ToString(), link.conn.client_id(), ready.error);
+    } else if (!link.logged_down) {
+      spdlog::warn("cannot connect, will retry [server: {}, client id: {}, error: {}]",
+                   link.conn.server().ToString(), link.conn.client_id(), ready.error);
+    }
+    link.logged_down = true;
+    link.grab = GrabState::kAwake;
+    if (grab_link_ == &link) grab_link_ = nullptr;
+  }
+}
+
+void Worker::HandlePacket(Link& link, const Packet& packet) {
+  switch (packet.command) {
+    case Command::kNoop:
+      if (link.grab == GrabState::kSleeping) link.grab = GrabState::kAwake;
+      return;
+    case Command::kNoJob:
+      if (link.grab != GrabState::kGrabbing) return;
+      link.grab = GrabState::kSleeping;
+      link.conn.Send(Command::kPreSleep);
+      if (grab_link_ == &link) grab_link_ = nullptr;
+      return;
+    case Command::kJobAssign:
+    case Command::kJobAssignUniq:
+    case Command::kJobAssignAll: {
+      // JOB_ASSIGN: handle, function, workload; _UNIQ adds the unique id before the
+      // workload; _ALL also a reducer after it.
+      const auto& a = packet.args;
+      const std::string& handle = a[0];
+      const std::string& function = a[1];
+      std::string unique = packet.command == Command::kJobAssign ? "" : a[2];
+      const std::string& workload = a.back();
+      link.grab = GrabState::kAwake;
+      if (grab_link_ == &link) grab_link_ = nullptr;
+      if (link.executor < 0) {
+        HandleManagerRequest(link, handle, function, workload);
+      } else {
+        HandleBuildRequest(link, handle, function, unique, workload);
+      }
+      return;
+    }
+    case Command::kError:
+      // gearmand answers the WORK_FAIL that follows a WORK_EXCEPTION this way.
+      spdlog::debug("server error [server: {}, client id: {}, code: {}, text: {}]",
+                    link.conn.server().ToString(), link.conn.client_id(), packet.args[0],
+                    packet.args[1]);
+      return;
+    default:
+      spdlog::debug("unexpected packet ignored [server: {}, client id: {}, packet: {}]",
+                    link.conn.server().ToString(), link.conn.client_id(),
+                    CommandName(packet.command));
+      return;
+  }
+}
+
+void Worker::Refuse(Link& link, const std::string& handle, const std::string& reason) {
+  // Both: gearmand turns the exception into WORK_FAIL for clients that did not ask for
+  // exceptions, and a client that did must still see the request end.
+  link.conn.Send(Command::kWorkException, {handle, reason});
+  link.conn.Send(Command::kWorkFail, {handle});
+}
+
+void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std::string& function,
+                                const std::string& unique, const std::string& workload) {
+  const int executor = link.executor;
+  const std::string& node = config_.node.name;
+  if (!online_ || draining_ || once_done_ || executor_busy_[static_cast<std::size_t>(executor)]) {
+    std::string why = draining_ ? "is shutting down" : "is offline";
+    spdlog::info("request refused, node {} [function: {}, handle: {}]", why, function, handle);
+    Refuse(link, handle, "node " + node + " " + why + "; run the build elsewhere");
+    return;
+  }
+  auto job = registry_.FindByFunction(function);
+  if (!job || link.conn.registered().count(function) == 0) {
+    spdlog::warn("request for a function this node does not have [function: {}, handle: {}]",
+                 function, handle);
+    link.conn.Send(Command::kWorkFail, {handle});
+    return;
+  }
+  auto bound = jobs::BindRequest(*job, workload, config_.request_policy);
+  if (!bound) {
+    spdlog::warn("bad request [function: {}, handle: {}, reason: {}]", function, handle,
+                 bound.error().message);
+    Refuse(link, handle, bound.error().message);
+    return;
+  }
+  const bool exclusive = bound->offline_when_complete || config_.once;
+
+  auto build = Build::Start(
+      config_.node,
+      {.job = job, .params = std::move(*bound), .unique = unique, .executor = executor}, clock_,
+      store_);
+  if (!build) {
+    spdlog::error("build could not start [job: {}, number: {}, reason: {}]", job->name,
+                  build.error().number ? std::to_string(*build.error().number) : "-",
+                  build.error().reason);
+    if (exclusive) GoOffline("its OFFLINE_NODE_WHEN_COMPLETE build could not start");
+    Refuse(link, handle, "build could not start: " + build.error().reason);
+    if (exclusive) {
+      ApplyFunctions();
+      if (config_.once) {
+        once_done_ = true;
+        exit_code_ = 1;
+      }
+    }
+    return;
+  }
+
+  auto running = std::make_unique<RunningBuild>();
+  RunningBuild& rb = *running;
+  rb.build = std::move(*build);
+  rb.link = &link;
+  rb.generation = link.conn.generation();
+  rb.handle = handle;
+  rb.executor = executor;
+  rb.exclusive = exclusive;
+  rb.context = {.manager = node, .worker = ExecutorId(node, executor), .url = ""};
+  const BuildRecord& record = rb.build->record();
+  spdlog::info("build started [job: {}, number: {}, executor: {}, server: {}, unique: {}{}]",
+               record.job, record.number, executor, link.conn.server().ToString(), record.unique,
+               exclusive ? ", offline when complete" : "");
+  Deliver(rb, Command::kWorkData, {handle, StartPayload(record, rb.context)});
+  Deliver(rb, Command::kWorkStatus, {handle, "0", std::to_string(rb.build->total_steps())});
+
+  executor_busy_[static_cast<std::size_t>(executor)] = true;
+  link.busy = true;
+  if (exclusive) exclusive_ = true;
+  rb.thread = std::thread([this, &rb] {
+    Observer observer(*this, rb);
+    rb.build->Run(&observer);
+    rb.finished.store(true);
+    Post({.kind = Event::Kind::kBuildFinished, .build = &rb});
+  });
+  builds_.emplace(std::make_pair(record.job, record.number), std::move(running));
+}
+
+void Worker::HandleStepFinished(RunningBuild& build, int finished, int total) {
+  Deliver(build, Command::kWorkStatus,
+          {build.handle, std::to_string(finished), std::to_string(total)});
+}
+
+void Worker::HandleBuildFinished(RunningBuild& rb) {
+  rb.thread.join();
+  const BuildRecord& record = rb.build->record();
+  spdlog::info("build finished [job: {}, number: {}, result: {}, ms: {}{}]", record.job,
+               record.number, ToString(record.result), record.duration_ms,
+               record.reason.empty() ? "" : ", reason: " + record.reason);
+  // The contract's order: offline, then the result, then the registrations go.
+  if (rb.exclusive)
+    GoOffline("build " + record.job + " #" + std::to_string(record.number) +
+              " carried OFFLINE_NODE_WHEN_COMPLETE");
+  if (Deliver(rb, Command::kWorkComplete, {rb.handle, FinalPayload(record, rb.context)})) {
+    spdlog::debug("result sent [job: {}, number: {}]", record.job, record.number);
+  }
+  rb.link->busy = false;
+  // Registration changes held back while the build ran (reload, drain, offline) go out now.
+  ApplyFunctions();
+  if (rb.exclusive) {
+    exclusive_ = false;
+    if (config_.once) {
+      once_done_ = true;
+      exit_code_ = record.result == Result::kSuccess ? 0 : 1;
+    }
+  }
+  executor_busy_[static_cast<std::size_t>(rb.executor)] = false;
+  builds_.erase(std::make_pair(record.job, record.number));
+}
+
+bool Worker::Deliver(RunningBuild& rb, Command command, std::vector<std::string> args) {
+  if (rb.link->conn.up() && rb.link->conn.generation() == rb.generation) {
+    rb.link->conn.Send(command, std::move(args));
+    return true;
+  }
+  const BuildRecord& record = rb.build->record();
+  auto log = command == Command::kWorkComplete ? spdlog::level::warn : spdlog::level::debug;
+  spdlog::log(log,
+              "{} not delivered, the connection it came on was lost; the build record has it "
+              "[job: {}, number: {}, server: {}]",
+              CommandName(command), record.job, record.number, rb.link->conn.server().ToString());
+  return false;
+}
+
+void Worker::HandleManagerRequest(Link& link, const std::string& handle,
+                                  const std::string& function, const std::string& workload) {
+  const std::string& node = config_.node.name;
+  bool is_stop = function == "stop:" + node;
+  if (!is_stop && function != "set_description:" + node) {
+    link.conn.Send(Command::kWorkFail, {handle});
+    return;
+  }
+  auto ref = ParseBuildReference(workload,
+                                 is_stop ? ReferenceKind::kStop : ReferenceKind::kSetDescription);
+  if (!ref) {
+    spdlog::warn("bad request [function: {}, handle: {}, reason: {}]", function, handle,
+                 ref.error());
+    Refuse(link, handle, ref.error());
+    return;
+  }
+  std::string id = ref->name + " #" + std::to_string(ref->number);
+  auto it = builds_.find(std::make_pair(ref->name, ref->number));
+  RunningBuild* running = it == builds_.end() ? nullptr : it->second.get();
+  std::optional<BuildRecord> finished;
+  if (running == nullptr) {
+    if (auto r = store_.Read(ref->name, ref->number)) finished = std::move(*r);
+  }
+  if (running == nullptr && !finished) {
+    spdlog::info("{} for an unknown build [build: {}]", function, id);
+    Refuse(link, handle, "Cannot find build " + ref->name + ": " + std::to_string(ref->number));
+    return;
+  }
+
+  if (is_stop) {
+    if (running != nullptr && !running->finished.load() &&
+        running->build->Stop("a stop:" + node + " request")) {
+      spdlog::info("stopping build on request [build: {}]", id);
+      link.conn.Send(Command::kWorkComplete, {handle, ""});
+    } else {
+      spdlog::info("stop request for a build that is not running [build: {}]", id);
+      link.conn.Send(Command::kWorkFail, {handle});
+    }
+    return;
+  }
+
+  tl::expected<void, std::string> stored;
+  if (running != nullptr) {
+    stored = running->build->SetDescription(ref->html_description);
+  } else {
+    finished->description = ref->html_description;
+    stored = store_.Write(*finished);
+  }
+  if (!stored) {
+    spdlog::error("cannot store a description [build: {}, error: {}]", id, stored.error());
+    Refuse(link, handle, "cannot store the description of " + id + ": " + stored.error());
+    return;
+  }
+  spdlog::info("description set [build: {}]", id);
+  link.conn.Send(Command::kWorkComplete, {handle, "Description set for " + id});
+}
+
+void Worker::HandleEvents() {
+  std::uint64_t count = 0;
+  (void)!::read(wake_.get(), &count, sizeof(count));
+  std::deque<Event> events;
+  {
+    std::lock_guard lock(events_mu_);
+    events.swap(events_);
+  }
+  for (const auto& e : events) {
+    switch (e.kind) {
+      case Event::Kind::kStepFinished:
+        HandleStepFinished(*e.build, e.finished, e.total);
+        break;
+      case Event::Kind::kBuildFinished:
+        HandleBuildFinished(*e.build);
+        break;
+      case Event::Kind::kReload:
+        DoReload();
+        break;
+      case Event::Kind::kShutdown:
+        DoShutdown();
+        break;
+    }
+  }
+}
+
+void Worker::HandleSignals(int signal_fd) {
+  signalfd_siginfo info{};
+  while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+    if (info.ssi_signo == SIGHUP) {
+      DoReload();
+    } else {
+      spdlog::info("signal received [signal: {}]", ::strsignal(static_cast<int>(info.ssi_signo)));
+      DoShutdown();
+    }
+  }
+}
+
+void Worker::DoReload() {
+  auto result = registry_.Reload();
+  if (!result.ok) {
+    for (const auto& e : result.errors) spdlog::error("{}", e.ToString());
+    spdlog::error("reload failed, the previous job definitions stay in force [errors: {}]",
+                  result.errors.size());
+    return;
+  }
+  spdlog::info(
+      "jobs reloaded [jobs: {}, functions: {}, added: {}, removed: {}, held back on busy "
+      "connections until their builds end: {}]",
+      result.jobs, registry_.current()->functions.size(), result.delta.added.size(),
+      result.delta.removed.size(),
+      std::count_if(executor_links_.begin(), executor_links_.end(),
+                    [](const auto& l) { return l->busy; }));
+  ApplyFunctions();
+}
+
+void Worker::DoShutdown() {
+  ++shutdowns_;
+  if (shutdowns_ == 1) {
+    draining_ = true;
+    spdlog::info("draining: no new builds; waiting for running ones [builds: {}]", builds_.size());
+    if (config_.drain_timeout && !builds_.empty()) {
+      drain_deadline_ = SteadyClock::now() + *config_.drain_timeout;
+    }
+    ApplyFunctions();
+    return;
+  }
+  spdlog::warn("aborting running builds [builds: {}]", builds_.size());
+  for (auto& [key, b] : builds_) b->build->Stop("a second SIGTERM to the runner");
+}
+
+void Worker::GoOffline(const std::string& why) {
+  if (!online_) return;
+  online_ = false;
+  spdlog::info("node going offline [reason: {}]", why);
+}
+
+void Worker::ApplyFunctions() {
+  std::set<std::string> functions;
+  if (online_ && !draining_) {
+    auto current = registry_.current();
+    functions.insert(current->functions.begin(), current->functions.end());
+  }
+  for (auto& l : executor_links_) {
+    if (l->busy) continue;  // changed when its build has ended (HandleBuildFinished)
+    bool added = std::any_of(functions.begin(), functions.end(),
+                             [&](const auto& f) { return l->conn.registered().count(f) == 0; });
+    l->conn.SetFunctions(functions);
+    // Jobs may already wait for a new function; a sleeping connection would not hear of
+    // them (NOOP comes only for new jobs).
+    if (added && l->grab == GrabState::kSleeping) l->grab = GrabState::kAwake;
+  }
+}
+
+void Worker::MaybeGrab(SteadyClock::time_point now) {
+  for (auto& l : manager_links_) {
+    if (l->conn.up() && l->grab == GrabState::kAwake) {
+      l->conn.Send(Command::kGrabJobUniq);
+      l->grab = GrabState::kGrabbing;
+      l->grab_sent = now;
+    }
+  }
+  if (grab_link_ != nullptr || !online_ || draining_ || exclusive_ || once_done_) return;
+  const std::size_t servers = config_.servers.size();
+  for (std::size_t e = 0; e < executor_busy_.size(); ++e) {
+    if (executor_busy_[e]) continue;
+    for (std::size_t k = 0; k < servers; ++k) {
+      std::size_t s = (next_server_ + k) % servers;
+      Link& l = *executor_links_[e * servers + s];
+      if (!l.conn.up() || l.grab != GrabState::kAwake || l.conn.registered().empty()) continue;
+      l.conn.Send(Command::kGrabJobUniq);
+      l.grab = GrabState::kGrabbing;
+      l.grab_sent = now;
+      grab_link_ = &l;
+      next_server_ = (s + 1) % servers;
+      return;
+    }
+  }
+}
+
+void Worker::FlushAndClose() {
+  auto deadline = SteadyClock::now() + kFlushAtExit;
+  std::vector<Link*> all;
+  for (auto& l : executor_links_) all.push_back(l.get());
+  for (auto& l : manager_links_) all.push_back(l.get());
+  for (;;) {
+    std::vector<pollfd> fds;
+    std::vector<Link*> polled;
+    for (Link* l : all) {
+      if (l->conn.up() && l->conn.has_output()) {
+        fds.push_back({.fd = l->conn.fd(), .events = POLLOUT, .revents = 0});
+        polled.push_back(l);
+      }
+    }
+    auto now = SteadyClock::now();
+    if (fds.empty() || now >= deadline) break;
+    if (::poll(fds.data(), fds.size(), static_cast<int>(MillisUntil(deadline, now))) < 0 &&
+        errno != EINTR) {
+      break;
+    }
+    for (std::size_t i = 0; i < polled.size(); ++i) {
+      if ((fds[i].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+        polled[i]->conn.Close();
+      } else if (fds[i].revents != 0) {
+        // Only POLLOUT was asked for: what a server sends now is of no interest.
+        (void)polled[i]->conn.OnReady(POLLOUT, SteadyClock::now());
+      }
+    }
+  }
+  for (Link* l : all) {
+    if (l->conn.has_output()) {
+      spdlog::warn("packets not sent at exit [server: {}, client id: {}]",
+                   l->conn.server().ToString(), l->conn.client_id());
+    }
+    l->conn.Close();
+  }
+}
+
+}  // namespace gearrun::runner

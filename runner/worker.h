@@ -1,0 +1,136 @@
+// Worker: the Gearman side of `gearrun serve`. The node's executors and its manager, all
+// on one event-loop thread, with each build on a thread of its own.
+//
+// What it does (shared/protocol.md has the contract; docs/zuul.md what clients see):
+//   - one connection per executor per server (client id <node>_exec-<i>) registering the
+//     node's build functions, and one manager connection per server (<node>_manager)
+//     registering stop:<node> and set_description:<node>;
+//   - the node's single right to grab: at most one GRAB_JOB_UNIQ outstanding for all its
+//     executors, sent only while an executor is idle and the node is online and not
+//     draining; an OFFLINE_NODE_WHEN_COMPLETE build (and with `once`, the first build)
+//     keeps it for its whole run, so nothing else starts on the node;
+//   - builds: WORK_DATA (start payload), WORK_STATUS after it and after each step, then
+//     WORK_COMPLETE (final payload) on the connection the request came from;
+//     WORK_EXCEPTION + WORK_FAIL when a request is bad or the build cannot start; WORK_FAIL
+//     for a function the node no longer has;
+//   - control (thread-safe, e.g. from signal handling): Reload() re-reads the jobs and sends
+//     the registration delta; Shutdown() drains (first call) then aborts running builds
+//     (second call).
+//
+//   Worker worker(config, registry, store, clock);
+//   int code = worker.Run(signal_fd);   // returns when drained, or after the --once build
+//
+// The registry, store and clock must outlive the Worker.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runner/build_service.h"
+#include "runner/config.h"
+#include "runner/gearman_connection.h"
+#include "runner/job_registry.h"
+#include "runner/payload.h"
+#include "sandbox/unique_fd.h"
+
+namespace gearrun::runner {
+
+class Worker {
+ public:
+  [[nodiscard]] static tl::expected<std::unique_ptr<Worker>, std::string> Create(
+      const ServeConfig& config, JobRegistry& registry, BuildStore& store, Clock& clock);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs until the node has drained after Shutdown(), or, with `once`, until its one build
+  // has ended and its result was sent. `signal_fd`: a signalfd for SIGHUP (reload) and
+  // SIGTERM/SIGINT (shutdown), or -1. Returns the exit code: 0, or with `once` 0 when the
+  // build succeeded and 1 otherwise.
+  int Run(int signal_fd);
+
+  // Thread-safe; take effect on the loop thread.
+  void Reload();
+  void Shutdown();
+
+ private:
+  enum class GrabState { kAwake, kGrabbing, kSleeping };
+  struct Link {
+    GearmanConnection conn;
+    int executor;  // -1: the manager
+    GrabState grab = GrabState::kAwake;
+    std::chrono::steady_clock::time_point grab_sent{};
+    bool logged_down = false;  // the current outage has been logged
+    // A build taken on this connection runs: its registrations must not change until the
+    // build has ended, because gearmand re-queues the jobs of a function a connection
+    // drops (CANT_DO, RESET_ABILITIES), and then refuses the running build's result.
+    bool busy = false;
+  };
+  struct RunningBuild;
+  struct Event {
+    enum class Kind { kStepFinished, kBuildFinished, kReload, kShutdown } kind;
+    RunningBuild* build = nullptr;
+    int finished = 0;
+    int total = 0;
+  };
+  class Observer;
+
+  Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& store, Clock& clock,
+         sandbox::UniqueFd wake);
+
+  void Post(Event event);
+  void HandleEvents();
+  void HandleSignals(int signal_fd);
+  void HandleReady(Link& link, short revents, std::chrono::steady_clock::time_point now);
+  void HandlePacket(Link& link, const Packet& packet);
+  void HandleBuildRequest(Link& link, const std::string& handle, const std::string& function,
+                          const std::string& unique, const std::string& workload);
+  void HandleManagerRequest(Link& link, const std::string& handle, const std::string& function,
+                            const std::string& workload);
+  void HandleStepFinished(RunningBuild& build, int finished, int total);
+  void HandleBuildFinished(RunningBuild& build);
+  void DoReload();
+  void DoShutdown();
+  void GoOffline(const std::string& why);
+  void ApplyFunctions();
+  void MaybeGrab(std::chrono::steady_clock::time_point now);
+  void Refuse(Link& link, const std::string& handle, const std::string& reason);
+  bool Deliver(RunningBuild& build, Command command, std::vector<std::string> args);
+  [[nodiscard]] bool Done() const;
+  void FlushAndClose();
+
+  const ServeConfig& config_;
+  JobRegistry& registry_;
+  BuildStore& store_;
+  Clock& clock_;
+  std::vector<std::unique_ptr<Link>> executor_links_;  // executor-major: [i * servers + s]
+  std::vector<std::unique_ptr<Link>> manager_links_;
+  std::vector<bool> executor_busy_;
+  std::map<std::pair<std::string, std::int64_t>, std::unique_ptr<RunningBuild>> builds_;
+
+  Link* grab_link_ = nullptr;  // the executor link whose GRAB is outstanding
+  bool online_ = true;
+  bool exclusive_ = false;  // an OFFLINE_NODE_WHEN_COMPLETE build holds the right to grab
+  bool draining_ = false;
+  int shutdowns_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  bool once_done_ = false;  // --once: the build has ended and its result went out
+  int exit_code_ = 0;
+  std::size_t next_server_ = 0;
+
+  sandbox::UniqueFd wake_;  // eventfd: events are waiting
+  std::mutex events_mu_;
+  std::deque<Event> events_;
+};
+
+}  // namespace gearrun::runner

@@ -1,0 +1,283 @@
+// The packets `gearrun serve` sends, as a server sees them: the real binary against a
+// scripted server in the test (the seam is the server; gearrun's side is all real). Checks
+// the rules of shared/protocol.md that a real gearmand cannot show: the order of
+// SET_CLIENT_ID / RESET_ABILITIES / CAN_DO on every connect, registration deltas, a single
+// outstanding GRAB per node, and WORK_EXCEPTION followed by WORK_FAIL.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "runner/gearman_packet.h"
+#include "sandbox/unique_fd.h"
+#include "tests/support/command.h"
+
+namespace gearrun {
+namespace {
+
+using runner::Command;
+using runner::Magic;
+using runner::Packet;
+using sandbox::UniqueFd;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+const std::string kGearrun = GEARRUN_BINARY;
+
+// One accepted connection, read packet by packet.
+class PeerConnection {
+ public:
+  explicit PeerConnection(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  // The next packet, or nullopt when none comes within `timeout` (or the peer closed).
+  std::optional<Packet> Next(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto packet = decoder_.Next();
+      if (!packet) ADD_FAILURE() << packet.error();
+      if (packet && packet->has_value()) return std::move(**packet);
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{.fd = fd_.get(), .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+      if (n <= 0) {
+        closed_ = true;
+        return std::nullopt;
+      }
+      decoder_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+
+  // The next packet's command name and first argument, "NONE" when nothing comes.
+  std::string NextText(std::chrono::milliseconds timeout = 5s) {
+    auto p = Next(timeout);
+    if (!p) return "NONE";
+    std::string text = runner::CommandName(p->command);
+    if (!p->args.empty()) text += " " + p->args[0];
+    return text;
+  }
+
+  void Reply(Command command, std::vector<std::string> args = {}) {
+    std::string bytes =
+        runner::Encode({.magic = Magic::kResponse, .command = command, .args = std::move(args)});
+    ASSERT_EQ(::write(fd_.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+
+  void Close() { fd_.reset(); }
+  [[nodiscard]] bool closed() const { return closed_; }
+
+ private:
+  UniqueFd fd_;
+  runner::PacketDecoder decoder_{Magic::kRequest};
+  bool closed_ = false;
+};
+
+class ScriptedServer {
+ public:
+  ScriptedServer() : listen_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    int on = 1;
+    ::setsockopt(listen_.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listen_.get(), 16), 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // Accepts connections until `count` have said who they are (SET_CLIENT_ID, their first
+  // packet); returns them by client id.
+  std::map<std::string, std::unique_ptr<PeerConnection>> Accept(size_t count) {
+    std::map<std::string, std::unique_ptr<PeerConnection>> out;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{.fd = listen_.get(), .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      auto peer = std::make_unique<PeerConnection>(
+          UniqueFd(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC)));
+      auto first = peer->Next();
+      if (!first) continue;
+      EXPECT_EQ(first->command, Command::kSetClientId) << "first packet of a connection";
+      out[first->args.at(0)] = std::move(peer);
+    }
+    return out;
+  }
+
+ private:
+  UniqueFd listen_;
+  int port_ = 0;
+};
+
+class ProtocolTest : public ::testing::Test {
+ protected:
+  void WriteJob(const std::string& name, const std::string& extra = "") {
+    dir_.Write("jobs/" + name + ".yaml",
+               "name: " + name + "\n" + extra + "steps: [{run: 'echo hi'}]\n");
+  }
+
+  std::unique_ptr<testing::BackgroundCommand> Serve(int executors) {
+    return std::make_unique<testing::BackgroundCommand>(std::vector<std::string>{
+        kGearrun, "serve", "--server", server_.address(), "--node", "n1", "--labels", "linux",
+        "--executors", std::to_string(executors), "--jobs", (dir_ / "jobs").string(), "--state-dir",
+        (dir_ / "state").string(), "--log-level", "debug"});
+  }
+
+  // The registration a connection sends after SET_CLIENT_ID.
+  static std::vector<std::string> Registration(PeerConnection& c, size_t can_dos) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < can_dos + 1; ++i) out.push_back(c.NextText());
+    return out;
+  }
+
+  testing::TempDir dir_;
+  ScriptedServer server_;
+};
+
+TEST_F(ProtocolTest, EveryConnectionResetsThenRegistersAndOnlyOneGrabIsOutstanding) {
+  WriteJob("guava", "node: linux\n");
+  auto serve = Serve(2);
+  auto conns = server_.Accept(3);
+  ASSERT_EQ(conns.size(), 3u) << serve->err();
+  auto& e0 = *conns.at("n1_exec-0");
+  auto& e1 = *conns.at("n1_exec-1");
+  auto& manager = *conns.at("n1_manager");
+  EXPECT_THAT(Registration(e0, 2),
+              ElementsAre("RESET_ABILITIES", "CAN_DO build:guava", "CAN_DO build:guava:linux"));
+  EXPECT_THAT(Registration(e1, 2),
+              ElementsAre("RESET_ABILITIES", "CAN_DO build:guava", "CAN_DO build:guava:linux"));
+  EXPECT_THAT(Registration(manager, 2),
+              ElementsAre("RESET_ABILITIES", "CAN_DO set_description:n1", "CAN_DO stop:n1"));
+  EXPECT_EQ(manager.NextText(), "GRAB_JOB_UNIQ");
+
+  // Exactly one executor grabs; while its GRAB is unanswered the other stays silent.
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  EXPECT_EQ(e1.NextText(1500ms), "NONE");
+  // NO_JOB: it sleeps, and the right to grab moves on.
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(e0.NextText(), "PRE_SLEEP");
+  EXPECT_EQ(e1.NextText(), "GRAB_JOB_UNIQ");
+  EXPECT_EQ(e0.NextText(1000ms), "NONE");
+  e1.Reply(Command::kNoJob);
+  EXPECT_EQ(e1.NextText(), "PRE_SLEEP");
+  // A NOOP wakes a sleeping connection, which grabs again.
+  e1.Reply(Command::kNoop);
+  EXPECT_EQ(e1.NextText(), "GRAB_JOB_UNIQ");
+  serve->Signal(SIGTERM);
+  // Draining: registrations go, the open GRAB is still answered, then the runner exits.
+  EXPECT_EQ(e0.NextText(), "RESET_ABILITIES");
+  EXPECT_EQ(e1.NextText(), "RESET_ABILITIES");
+  e1.Reply(Command::kNoJob);
+  auto r = serve->Wait(10s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(ProtocolTest, BadRequestGetsExceptionThenFailAndGrabbingResumes) {
+  WriteJob("guava");
+  auto serve = Serve(1);
+  auto conns = server_.Accept(2);
+  ASSERT_EQ(conns.size(), 2u) << serve->err();
+  auto& e0 = *conns.at("n1_exec-0");
+  Registration(e0, 1);
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kJobAssignUniq, {"H:1", "build:guava", "u-1", "[1, 2]"});
+  auto exception = e0.Next();
+  ASSERT_TRUE(exception);
+  EXPECT_EQ(exception->command, Command::kWorkException);
+  EXPECT_EQ(exception->args.at(0), "H:1");
+  EXPECT_THAT(exception->args.at(1), HasSubstr("JSON object"));
+  EXPECT_EQ(e0.NextText(), "WORK_FAIL H:1");
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  // A function the node does not have: WORK_FAIL alone.
+  e0.Reply(Command::kJobAssign, {"H:2", "build:other", "{}"});
+  EXPECT_EQ(e0.NextText(), "WORK_FAIL H:2");
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  // A build that runs: data, status, then the result, then the next grab.
+  e0.Reply(Command::kJobAssignUniq, {"H:3", "build:guava", "u-3", "{}"});
+  auto data = e0.Next();
+  ASSERT_TRUE(data);
+  EXPECT_EQ(data->command, Command::kWorkData);
+  EXPECT_THAT(data->args.at(1), HasSubstr("\"number\":1"));
+  auto status = e0.Next();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->command, Command::kWorkStatus);
+  EXPECT_THAT(status->args, ElementsAre("H:3", "0", "1"));
+  EXPECT_EQ(e0.NextText(), "WORK_STATUS H:3");
+  auto complete = e0.Next();
+  ASSERT_TRUE(complete);
+  EXPECT_EQ(complete->command, Command::kWorkComplete);
+  EXPECT_THAT(complete->args.at(1), HasSubstr("\"result\":\"SUCCESS\""));
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  serve->Signal(SIGTERM);
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+TEST_F(ProtocolTest, ReloadSendsOnlyTheDelta) {
+  WriteJob("a");
+  WriteJob("b");
+  auto serve = Serve(1);
+  auto conns = server_.Accept(2);
+  ASSERT_EQ(conns.size(), 2u) << serve->err();
+  auto& e0 = *conns.at("n1_exec-0");
+  EXPECT_THAT(Registration(e0, 2),
+              ElementsAre("RESET_ABILITIES", "CAN_DO build:a", "CAN_DO build:b"));
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(e0.NextText(), "PRE_SLEEP");
+
+  std::filesystem::remove(dir_ / "jobs/a.yaml");
+  WriteJob("c");
+  serve->Signal(SIGHUP);
+  EXPECT_EQ(e0.NextText(), "CANT_DO build:a");
+  EXPECT_EQ(e0.NextText(), "CAN_DO build:c");
+  // A new function may have jobs waiting: the connection grabs again.
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(e0.NextText(), "PRE_SLEEP");
+
+  // A broken file changes nothing.
+  dir_.Write("jobs/broken.yaml", "name: broken\nsteps: [{run: 'x', retries: lots}]\n");
+  serve->Signal(SIGHUP);
+  EXPECT_EQ(e0.NextText(1500ms), "NONE");
+  std::filesystem::remove(dir_ / "jobs/broken.yaml");
+
+  // Nothing left: RESET_ABILITIES, never a CANT_DO for each.
+  std::filesystem::remove(dir_ / "jobs/b.yaml");
+  std::filesystem::remove(dir_ / "jobs/c.yaml");
+  serve->Signal(SIGHUP);
+  EXPECT_EQ(e0.NextText(), "RESET_ABILITIES");
+  EXPECT_EQ(e0.NextText(1000ms), "NONE");
+  serve->Signal(SIGTERM);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+TEST_F(ProtocolTest, ReconnectRegistersAgainFromScratch) {
+  WriteJob("guava");
+  auto serve = Serve(1);
+  auto conns = server_.Accept(2);
+  ASSERT_EQ(conns.size(), 2u);
+  Registration(*conns.at("n1_exec-0"), 1);
+  conns.at("n1_exec-0")->Close();
+  auto again = server_.Accept(1);
+  ASSERT_EQ(again.count("n1_exec-0"), 1u);
+  EXPECT_THAT(Registration(*again.at("n1_exec-0"), 1),
+              ElementsAre("RESET_ABILITIES", "CAN_DO build:guava"));
+  serve->Signal(SIGTERM);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace gearrun
