@@ -200,6 +200,11 @@ TEST_F(ProtocolTest, BadRequestGetsExceptionThenFailAndGrabbingResumes) {
   EXPECT_THAT(exception->args.at(1), HasSubstr("JSON object"));
   EXPECT_EQ(e0.NextText(), "WORK_FAIL H:1");
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  // An empty workload (libgearman's client cannot even send one).
+  e0.Reply(Command::kJobAssignUniq, {"H:0", "build:guava", "u-0", ""});
+  EXPECT_EQ(e0.NextText(), "WORK_EXCEPTION H:0");
+  EXPECT_EQ(e0.NextText(), "WORK_FAIL H:0");
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
   // A function the node does not have: WORK_FAIL alone.
   e0.Reply(Command::kJobAssign, {"H:2", "build:other", "{}"});
   EXPECT_EQ(e0.NextText(), "WORK_FAIL H:2");

@@ -382,6 +382,23 @@ TEST_F(ServeTest, ReconnectsAfterGearmandRestartsAndIdlesWhileItIsDown) {
   EXPECT_EQ(Json(client_.Submit("build:guava", "{}").Last())["result"], "SUCCESS");
 }
 
+TEST_F(ServeTest, ABuildWhoseServerWentAwayRunsOnAndIsRecorded) {
+  WriteJob("slow", "steps: [{run: 'sleep 2'}]\n");
+  Serve("build:slow", 1, {"--executors", "1"});
+  auto build = client_.Start("build:slow", "{}");
+  ASSERT_TRUE(build->WaitForEvent(Kind::kData, 10s));
+  gearmand_.Kill();
+  ASSERT_TRUE(gearmand_.Restart()) << gearmand_.log();
+  ASSERT_TRUE(WaitFor([&] { return Record("slow", 1).value("result", "") == "SUCCESS"; }, 20s))
+      << Stderr();
+  EXPECT_TRUE(WaitFor([&] {
+    return Stderr().find("WORK_COMPLETE not delivered") != std::string::npos;
+  })) << Stderr();
+  // And the node takes builds again.
+  EXPECT_TRUE(
+      WaitFor([&] { return testing::WorkersFor(gearmand_.port(), "build:slow") == 1; }, 20s));
+}
+
 TEST_F(ServeTest, ServesEveryConfiguredServer) {
   testing::Gearmand second;
   ASSERT_TRUE(second.ready());
