@@ -388,6 +388,17 @@ bool BuildStopper::Stop(const std::string& who) {
   return false;
 }
 
+bool BuildStopper::StopSteps(const std::string& who) {
+  int expected = 0;
+  if (!stops_.compare_exchange_strong(expected, 1)) return false;
+  {
+    std::lock_guard lock(mu_);
+    who_ = who;
+  }
+  steps_.Cancel();
+  return true;
+}
+
 void BuildStopper::StopFromSignal(int signo) noexcept {
   int expected = 0;
   signal_.compare_exchange_strong(expected, signo);

@@ -46,6 +46,10 @@ class BuildStopper {
   // Returns false when the build was already being stopped (then it escalates: finally
   // steps are stopped as well). `who` goes into the reason: "stopped by <who>".
   bool Stop(const std::string& who);
+  // Like a first Stop(); never escalates: returns false, changing nothing, when the build
+  // is already being stopped. For stops that must not cut the finally steps short (a
+  // repeated stop request, a drain timeout after a stop).
+  bool StopSteps(const std::string& who);
   // Async-signal-safe form of Stop() for SIGINT/SIGTERM handlers.
   void StopFromSignal(int signo) noexcept;
 

@@ -24,6 +24,10 @@ void SetKeepalive(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  // Keepalive probes only an idle connection; a request the server never acknowledges (a
+  // partition, a frozen host) is given up after a minute instead of the kernel's ~15.
+  unsigned int user_timeout_ms = 60'000;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
   // Small packets (WORK_STATUS, GRAB) should leave at once.
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
@@ -48,6 +52,8 @@ GearmanConnection::GearmanConnection(ServerAddress server, std::string client_id
 bool GearmanConnection::MaybeConnect(TimePoint now) {
   if (state_ != State::kDown || now < next_attempt_) return false;
 
+  // Resolved at each attempt (a server's address may change), and every address is tried
+  // in turn: "localhost" may give ::1 first while the server listens on 127.0.0.1 only.
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -58,28 +64,42 @@ bool GearmanConnection::MaybeConnect(TimePoint now) {
     Drop(std::string("cannot resolve ") + server_.host + ": " + ::gai_strerror(rc), now);
     return true;
   }
-  sandbox::UniqueFd fd(
-      ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    int err = errno;
-    ::freeaddrinfo(found);
-    Drop(ErrnoText("socket", err), now);
-    return true;
+  addresses_.clear();
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    sockaddr_storage address{};
+    std::memcpy(&address, a->ai_addr, a->ai_addrlen);
+    addresses_.push_back({address, a->ai_addrlen});
   }
-  SetKeepalive(fd.get());
-  rc = ::connect(fd.get(), found->ai_addr, found->ai_addrlen);
-  int err = errno;
   ::freeaddrinfo(found);
-  if (rc != 0 && err != EINPROGRESS) {
-    Drop(ErrnoText("connect", err), now);
-    return true;
-  }
-  fd_ = std::move(fd);
-  state_ = State::kConnecting;
-  // Even a connect that completed at once is reported through poll (POLLOUT), so that the
-  // event loop sees every connection come up the same way.
-  connect_deadline_ = now + kConnectTimeout;
+  next_address_ = 0;
+  ConnectNext(now);
   return true;
+}
+
+void GearmanConnection::ConnectNext(TimePoint now) {
+  std::string error = "no address";
+  while (next_address_ < addresses_.size()) {
+    const auto& [address, length] = addresses_[next_address_++];
+    sandbox::UniqueFd fd(
+        ::socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+      error = ErrnoText("socket", errno);
+      continue;
+    }
+    SetKeepalive(fd.get());
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0 &&
+        errno != EINPROGRESS) {
+      error = ErrnoText("connect", errno);
+      continue;
+    }
+    // Even a connect that completed at once is reported through poll (POLLOUT), so that
+    // the event loop sees every connection come up the same way.
+    fd_ = std::move(fd);
+    state_ = State::kConnecting;
+    connect_deadline_ = now + kConnectTimeout;
+    return;
+  }
+  Drop(error, now);
 }
 
 short GearmanConnection::PollEvents() const {
@@ -99,8 +119,12 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
   if (state_ == State::kConnecting) {
     if (revents == 0) {
       if (now >= connect_deadline_) {
-        ready.error = "connect: no answer within " + std::to_string(kConnectTimeout.count()) + "s";
-        Drop(ready.error, now);
+        fd_.reset();
+        ConnectNext(now);
+        if (state_ == State::kDown) {
+          ready.error =
+              "connect: no answer within " + std::to_string(kConnectTimeout.count()) + "s";
+        }
       }
       return ready;
     }
@@ -108,8 +132,9 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
     socklen_t len = sizeof(err);
     if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err != 0) {
-      ready.error = ErrnoText("connect", err);
-      Drop(ready.error, now);
+      fd_.reset();
+      ConnectNext(now);  // the next address, if any; else down with a backoff
+      if (state_ == State::kDown) ready.error = ErrnoText("connect", err);
       return ready;
     }
     OnConnected();
@@ -140,6 +165,9 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
     // it can be; the caller sees the error after them).
     for (;;) {
       auto next = decoder_.Next();
+      // The server speaks: only now does the backoff start again from 1 s (a peer that
+      // accepts and closes at once must not get a reconnect every second).
+      if (next && next->has_value()) failures_ = 0;
       if (!next) {
         ready.error = "protocol error: " + next.error();
         break;
@@ -159,8 +187,8 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
 
 void GearmanConnection::OnConnected() {
   state_ = State::kUp;
+  up_since_ = std::chrono::steady_clock::now();
   ++generation_;
-  failures_ = 0;
   last_error_.clear();
   decoder_ = PacketDecoder(Magic::kResponse);
   output_.clear();
@@ -215,6 +243,8 @@ void GearmanConnection::Flush() {
 }
 
 void GearmanConnection::Drop(std::string reason, TimePoint now) {
+  // A connection that lasted counts as a success even if the server never spoke.
+  if (state_ == State::kUp && now - up_since_ > std::chrono::seconds(10)) failures_ = 0;
   fd_.reset();
   state_ = State::kDown;
   output_.clear();

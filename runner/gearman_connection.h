@@ -19,6 +19,8 @@
 // writable. Not thread-safe: one event-loop thread uses it.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -85,6 +87,9 @@ class GearmanConnection {
  private:
   void Flush();
   void OnConnected();
+  // Starts connecting to the next address of addresses_; down (with a backoff) when none
+  // is left.
+  void ConnectNext(TimePoint now);
 
   ServerAddress server_;
   std::string client_id_;
@@ -93,6 +98,9 @@ class GearmanConnection {
   std::uint64_t generation_ = 0;
   TimePoint next_attempt_{};
   TimePoint connect_deadline_{};
+  TimePoint up_since_{};
+  std::vector<std::pair<sockaddr_storage, socklen_t>> addresses_;
+  std::size_t next_address_ = 0;
   int failures_ = 0;
   std::string last_error_;
   std::string output_;

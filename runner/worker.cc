@@ -18,9 +18,10 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// How long a GRAB may stay unanswered while the node stops grabbing (drain, exit) before
-// its connection is closed instead (gear's worker waits 5 s too).
-constexpr std::chrono::seconds kGrabReplyWait{5};
+// How long a GRAB may stay unanswered before its connection is given up: servers answer at
+// once, so a longer silence is a hung server, which must not keep the node's single right
+// to grab (and its other servers' builds) for itself. Also bounds the wait at exit.
+constexpr std::chrono::seconds kGrabReplyWait{10};
 // How long results waiting in send buffers may take to leave at exit.
 constexpr std::chrono::seconds kFlushAtExit{5};
 
@@ -36,7 +37,15 @@ std::int64_t MillisUntil(SteadyClock::time_point when, SteadyClock::time_point n
 }  // namespace
 
 struct Worker::RunningBuild {
+  std::unique_ptr<BuildStopper> stopper;  // made before the thread: stops work at any time
+  // Set by the build thread before it posts kBuildStarted (build) or kStartFailed (the
+  // rest); read by the loop only after that event.
   std::unique_ptr<Build> build;
+  std::string start_error;
+  std::optional<std::int64_t> failed_number;
+  std::promise<void> announced;  // the loop has sent WORK_DATA: steps may start
+  bool announced_set = false;
+  std::string job;  // for logs
   Link* link = nullptr;
   std::uint64_t generation = 0;
   std::string handle;
@@ -92,9 +101,10 @@ Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& sto
 }
 
 Worker::~Worker() {
-  // Run() joins every build before it returns; a Worker destroyed without Run() has none.
-  for (auto& [key, b] : builds_) {
-    b->build->Stop("the runner shutting down");
+  // Run() returns only when no build is left; this is for a Worker destroyed otherwise.
+  for (auto& b : running_) {
+    b->stopper->Stop("the runner shutting down");
+    if (!b->announced_set) b->announced.set_value();
     if (b->thread.joinable()) b->thread.join();
   }
 }
@@ -118,20 +128,25 @@ int Worker::Run(int signal_fd) {
   std::vector<Link*> polled;
   for (;;) {
     auto now = SteadyClock::now();
-    // Stopping to grab never abandons an open GRAB on a live connection: wait for its
-    // reply, and close the connection if none comes.
-    if ((draining_ || once_done_) && grab_link_ != nullptr &&
-        now - grab_link_->grab_sent > kGrabReplyWait) {
-      spdlog::warn("no reply to a grab, closing the connection [server: {}, client id: {}]",
-                   grab_link_->conn.server().ToString(), grab_link_->conn.client_id());
-      grab_link_->conn.Drop("no reply to GRAB_JOB_UNIQ", now);
-      grab_link_->grab = GrabState::kAwake;
-      grab_link_ = nullptr;
+    // A GRAB is never abandoned on a live connection (a job could be assigned to nobody):
+    // its reply is awaited, and a connection that gives none is closed.
+    for (auto* links : {&executor_links_, &manager_links_}) {
+      for (auto& l : *links) {
+        if (l->grab != GrabState::kGrabbing || now - l->grab_sent <= kGrabReplyWait) continue;
+        spdlog::warn("no reply to a grab, closing the connection [server: {}, client id: {}]",
+                     l->conn.server().ToString(), l->conn.client_id());
+        l->conn.Drop(
+            "no reply to GRAB_JOB_UNIQ within " + std::to_string(kGrabReplyWait.count()) + "s",
+            now);
+        l->logged_down = true;
+        l->grab = GrabState::kAwake;
+        if (grab_link_ == l.get()) grab_link_ = nullptr;
+      }
     }
     if (drain_deadline_ && now >= *drain_deadline_) {
       drain_deadline_.reset();
-      spdlog::warn("drain timeout reached, aborting running builds [builds: {}]", builds_.size());
-      for (auto& [key, b] : builds_) b->build->Stop("the drain timeout of the runner");
+      spdlog::warn("drain timeout reached, aborting running builds [builds: {}]", running_.size());
+      for (auto& b : running_) b->stopper->StopSteps("the drain timeout of the runner");
     }
     if (Done()) break;
 
@@ -179,10 +194,12 @@ int Worker::Run(int signal_fd) {
   return exit_code_;
 }
 
-bool Worker::Done() const {
-  if (!builds_.empty()) return false;
-  if (grab_link_ != nullptr) return false;
-  return draining_ || once_done_;
+bool Worker::Done() {
+  if (!running_.empty() || grab_link_ != nullptr || !(draining_ || once_done_)) return false;
+  // Last, the manager: no new grabs, and the outstanding ones answered (or timed out).
+  closing_ = true;
+  return std::none_of(manager_links_.begin(), manager_links_.end(),
+                      [](const auto& l) { return l->grab == GrabState::kGrabbing; });
 }
 
 void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now) {
@@ -195,7 +212,21 @@ void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now)
     link.logged_down = false;
     link.grab = GrabState::kAwake;
   }
-  for (const auto& p : ready.packets) HandlePacket(link, p);
+  for (const auto& p : ready.packets) {
+    bool assignment = p.command == Command::kJobAssign || p.command == Command::kJobAssignUniq ||
+                      p.command == Command::kJobAssignAll;
+    if (assignment && !ready.error.empty()) {
+      // The connection is gone: gearmand has re-queued the job (geard failed it). Running
+      // it here would be a build nobody hears of.
+      spdlog::warn(
+          "assignment dropped with its connection [server: {}, client id: {}, "
+          "function: {}]",
+          link.conn.server().ToString(), link.conn.client_id(), p.args.at(1));
+      if (grab_link_ == &link) grab_link_ = nullptr;
+      continue;
+    }
+    HandlePacket(link, p);
+  }
   if (!ready.error.empty()) {
     if (was_up || ready.connected) {
       spdlog::warn("disconnected, will reconnect [server: {}, client id: {}, error: {}]",
@@ -286,53 +317,93 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
     return;
   }
   const bool exclusive = bound->offline_when_complete || config_.once;
-
-  auto build = Build::Start(
-      config_.node,
-      {.job = job, .params = std::move(*bound), .unique = unique, .executor = executor}, clock_,
-      store_);
-  if (!build) {
-    spdlog::error("build could not start [job: {}, number: {}, reason: {}]", job->name,
-                  build.error().number ? std::to_string(*build.error().number) : "-",
-                  build.error().reason);
-    if (exclusive) GoOffline("its OFFLINE_NODE_WHEN_COMPLETE build could not start");
-    Refuse(link, handle, "build could not start: " + build.error().reason);
-    if (exclusive) {
-      ApplyFunctions();
-      if (config_.once) {
-        once_done_ = true;
-        exit_code_ = 1;
-      }
-    }
+  auto stopper = BuildStopper::Create();
+  if (!stopper) {
+    Refuse(link, handle, "build could not start: " + stopper.error());
     return;
   }
 
+  // The build starts on its own thread (numbering, records and the workspace touch the
+  // disk; a clean workspace may take long to empty). The node keeps its right to grab
+  // until the build has a number, and the steps wait until WORK_DATA is out.
   auto running = std::make_unique<RunningBuild>();
   RunningBuild& rb = *running;
-  rb.build = std::move(*build);
+  rb.stopper = std::move(*stopper);
+  rb.job = job->name;
   rb.link = &link;
   rb.generation = link.conn.generation();
   rb.handle = handle;
   rb.executor = executor;
   rb.exclusive = exclusive;
   rb.context = {.manager = node, .worker = ExecutorId(node, executor), .url = ""};
-  const BuildRecord& record = rb.build->record();
-  spdlog::info("build started [job: {}, number: {}, executor: {}, server: {}, unique: {}{}]",
-               record.job, record.number, executor, link.conn.server().ToString(), record.unique,
-               exclusive ? ", offline when complete" : "");
-  Deliver(rb, Command::kWorkData, {handle, StartPayload(record, rb.context)});
-  Deliver(rb, Command::kWorkStatus, {handle, "0", std::to_string(rb.build->total_steps())});
-
   executor_busy_[static_cast<std::size_t>(executor)] = true;
   link.busy = true;
+  starting_ = true;
   if (exclusive) exclusive_ = true;
-  rb.thread = std::thread([this, &rb] {
-    Observer observer(*this, rb);
-    rb.build->Run(&observer);
-    rb.finished.store(true);
-    Post({.kind = Event::Kind::kBuildFinished, .build = &rb});
-  });
-  builds_.emplace(std::make_pair(record.job, record.number), std::move(running));
+  BuildRequest request{.job = job,
+                       .params = std::move(*bound),
+                       .unique = unique,
+                       .executor = executor,
+                       .stopper = rb.stopper.get()};
+  rb.thread = std::thread(
+      [this, &rb, request = std::move(request), announced = rb.announced.get_future()]() mutable {
+        auto build = Build::Start(config_.node, std::move(request), clock_, store_);
+        if (!build) {
+          rb.start_error = build.error().reason;
+          rb.failed_number = build.error().number;
+          Post({.kind = Event::Kind::kStartFailed, .build = &rb});
+          return;
+        }
+        rb.build = std::move(*build);
+        Post({.kind = Event::Kind::kBuildStarted, .build = &rb});
+        announced.wait();
+        Observer observer(*this, rb);
+        rb.build->Run(&observer);
+        rb.finished.store(true);
+        Post({.kind = Event::Kind::kBuildFinished, .build = &rb});
+      });
+  running_.push_back(std::move(running));
+}
+
+void Worker::HandleBuildStarted(RunningBuild& rb) {
+  const BuildRecord& record = rb.build->record();
+  spdlog::info("build started [job: {}, number: {}, executor: {}, server: {}, unique: {}{}]",
+               record.job, record.number, rb.executor, rb.link->conn.server().ToString(),
+               record.unique, rb.exclusive ? ", offline when complete" : "");
+  Deliver(rb, Command::kWorkData, {rb.handle, StartPayload(record, rb.context)});
+  Deliver(rb, Command::kWorkStatus, {rb.handle, "0", std::to_string(rb.build->total_steps())});
+  rb.announced.set_value();
+  rb.announced_set = true;
+  by_number_[std::make_pair(record.job, record.number)] = &rb;
+  starting_ = false;  // an exclusive build keeps the right through exclusive_
+}
+
+void Worker::HandleStartFailed(RunningBuild& rb) {
+  rb.thread.join();
+  spdlog::error("build could not start [job: {}, number: {}, reason: {}]", rb.job,
+                rb.failed_number ? std::to_string(*rb.failed_number) : "-", rb.start_error);
+  if (rb.exclusive) GoOffline("its OFFLINE_NODE_WHEN_COMPLETE build could not start");
+  Deliver(rb, Command::kWorkException, {rb.handle, "build could not start: " + rb.start_error});
+  Deliver(rb, Command::kWorkFail, {rb.handle});
+  if (rb.exclusive && config_.once) {
+    once_done_ = true;
+    exit_code_ = 1;
+  }
+  starting_ = false;
+  Release(rb);
+}
+
+// The end of a build, started or not: its executor and connection are free again.
+void Worker::Release(RunningBuild& rb) {
+  rb.link->busy = false;
+  executor_busy_[static_cast<std::size_t>(rb.executor)] = false;
+  // Registration changes held back while the build ran (reload, drain, offline) go out now.
+  ApplyFunctions();
+  if (rb.exclusive) exclusive_ = false;
+  if (rb.build) {
+    by_number_.erase(std::make_pair(rb.build->record().job, rb.build->record().number));
+  }
+  std::erase_if(running_, [&](const auto& p) { return p.get() == &rb; });
 }
 
 void Worker::HandleStepFinished(RunningBuild& build, int finished, int total) {
@@ -346,25 +417,19 @@ void Worker::HandleBuildFinished(RunningBuild& rb) {
   spdlog::info("build finished [job: {}, number: {}, result: {}, ms: {}{}]", record.job,
                record.number, ToString(record.result), record.duration_ms,
                record.reason.empty() ? "" : ", reason: " + record.reason);
-  // The contract's order: offline, then the result, then the registrations go.
-  if (rb.exclusive)
+  // The contract's order: offline, then the result, then the registrations go (Release).
+  if (rb.exclusive) {
     GoOffline("build " + record.job + " #" + std::to_string(record.number) +
               " carried OFFLINE_NODE_WHEN_COMPLETE");
+  }
   if (Deliver(rb, Command::kWorkComplete, {rb.handle, FinalPayload(record, rb.context)})) {
     spdlog::debug("result sent [job: {}, number: {}]", record.job, record.number);
   }
-  rb.link->busy = false;
-  // Registration changes held back while the build ran (reload, drain, offline) go out now.
-  ApplyFunctions();
-  if (rb.exclusive) {
-    exclusive_ = false;
-    if (config_.once) {
-      once_done_ = true;
-      exit_code_ = record.result == Result::kSuccess ? 0 : 1;
-    }
+  if (rb.exclusive && config_.once) {
+    once_done_ = true;
+    exit_code_ = record.result == Result::kSuccess ? 0 : 1;
   }
-  executor_busy_[static_cast<std::size_t>(rb.executor)] = false;
-  builds_.erase(std::make_pair(record.job, record.number));
+  Release(rb);
 }
 
 bool Worker::Deliver(RunningBuild& rb, Command command, std::vector<std::string> args) {
@@ -372,12 +437,13 @@ bool Worker::Deliver(RunningBuild& rb, Command command, std::vector<std::string>
     rb.link->conn.Send(command, std::move(args));
     return true;
   }
-  const BuildRecord& record = rb.build->record();
-  auto log = command == Command::kWorkComplete ? spdlog::level::warn : spdlog::level::debug;
-  spdlog::log(log,
+  bool terminal = command == Command::kWorkComplete || command == Command::kWorkFail;
+  spdlog::log(terminal ? spdlog::level::warn : spdlog::level::debug,
               "{} not delivered, the connection it came on was lost; the build record has it "
               "[job: {}, number: {}, server: {}]",
-              CommandName(command), record.job, record.number, rb.link->conn.server().ToString());
+              CommandName(command), rb.job,
+              rb.build ? std::to_string(rb.build->record().number) : "-",
+              rb.link->conn.server().ToString());
   return false;
 }
 
@@ -398,8 +464,8 @@ void Worker::HandleManagerRequest(Link& link, const std::string& handle,
     return;
   }
   std::string id = ref->name + " #" + std::to_string(ref->number);
-  auto it = builds_.find(std::make_pair(ref->name, ref->number));
-  RunningBuild* running = it == builds_.end() ? nullptr : it->second.get();
+  auto it = by_number_.find(std::make_pair(ref->name, ref->number));
+  RunningBuild* running = it == by_number_.end() ? nullptr : it->second;
   std::optional<BuildRecord> finished;
   if (running == nullptr) {
     if (auto r = store_.Read(ref->name, ref->number)) finished = std::move(*r);
@@ -412,7 +478,7 @@ void Worker::HandleManagerRequest(Link& link, const std::string& handle,
 
   if (is_stop) {
     if (running != nullptr && !running->finished.load() &&
-        running->build->Stop("a stop:" + node + " request")) {
+        running->stopper->StopSteps("a stop:" + node + " request")) {
       spdlog::info("stopping build on request [build: {}]", id);
       link.conn.Send(Command::kWorkComplete, {handle, ""});
     } else {
@@ -448,6 +514,12 @@ void Worker::HandleEvents() {
   }
   for (const auto& e : events) {
     switch (e.kind) {
+      case Event::Kind::kBuildStarted:
+        HandleBuildStarted(*e.build);
+        break;
+      case Event::Kind::kStartFailed:
+        HandleStartFailed(*e.build);
+        break;
       case Event::Kind::kStepFinished:
         HandleStepFinished(*e.build, e.finished, e.total);
         break;
@@ -498,15 +570,24 @@ void Worker::DoShutdown() {
   ++shutdowns_;
   if (shutdowns_ == 1) {
     draining_ = true;
-    spdlog::info("draining: no new builds; waiting for running ones [builds: {}]", builds_.size());
-    if (config_.drain_timeout && !builds_.empty()) {
+    spdlog::info("draining: no new builds; waiting for running ones [builds: {}]", running_.size());
+    if (config_.drain_timeout && !running_.empty()) {
       drain_deadline_ = SteadyClock::now() + *config_.drain_timeout;
     }
     ApplyFunctions();
     return;
   }
-  spdlog::warn("aborting running builds [builds: {}]", builds_.size());
-  for (auto& [key, b] : builds_) b->build->Stop("a second SIGTERM to the runner");
+  if (shutdowns_ == 2) {
+    spdlog::warn("aborting running builds; their finally steps still run [builds: {}]",
+                 running_.size());
+    for (auto& b : running_) b->stopper->StopSteps("a second SIGTERM to the runner");
+    return;
+  }
+  spdlog::warn("stopping the finally steps of running builds too [builds: {}]", running_.size());
+  for (auto& b : running_) {
+    b->stopper->StopSteps("a third SIGTERM to the runner");
+    b->stopper->Stop("a third SIGTERM to the runner");  // already stopped: this escalates
+  }
 }
 
 void Worker::GoOffline(const std::string& why) {
@@ -534,13 +615,15 @@ void Worker::ApplyFunctions() {
 
 void Worker::MaybeGrab(SteadyClock::time_point now) {
   for (auto& l : manager_links_) {
-    if (l->conn.up() && l->grab == GrabState::kAwake) {
+    if (!closing_ && l->conn.up() && l->grab == GrabState::kAwake) {
       l->conn.Send(Command::kGrabJobUniq);
       l->grab = GrabState::kGrabbing;
       l->grab_sent = now;
     }
   }
-  if (grab_link_ != nullptr || !online_ || draining_ || exclusive_ || once_done_) return;
+  if (grab_link_ != nullptr || starting_ || !online_ || draining_ || exclusive_ || once_done_) {
+    return;
+  }
   const std::size_t servers = config_.servers.size();
   for (std::size_t e = 0; e < executor_busy_.size(); ++e) {
     if (executor_busy_[e]) continue;

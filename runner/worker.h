@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,7 +79,14 @@ class Worker {
   };
   struct RunningBuild;
   struct Event {
-    enum class Kind { kStepFinished, kBuildFinished, kReload, kShutdown } kind;
+    enum class Kind {
+      kBuildStarted,
+      kStartFailed,
+      kStepFinished,
+      kBuildFinished,
+      kReload,
+      kShutdown
+    } kind;
     RunningBuild* build = nullptr;
     int finished = 0;
     int total = 0;
@@ -97,7 +105,10 @@ class Worker {
                           const std::string& unique, const std::string& workload);
   void HandleManagerRequest(Link& link, const std::string& handle, const std::string& function,
                             const std::string& workload);
+  void HandleBuildStarted(RunningBuild& build);
+  void HandleStartFailed(RunningBuild& build);
   void HandleStepFinished(RunningBuild& build, int finished, int total);
+  void Release(RunningBuild& build);
   void HandleBuildFinished(RunningBuild& build);
   void DoReload();
   void DoShutdown();
@@ -106,7 +117,7 @@ class Worker {
   void MaybeGrab(std::chrono::steady_clock::time_point now);
   void Refuse(Link& link, const std::string& handle, const std::string& reason);
   bool Deliver(RunningBuild& build, Command command, std::vector<std::string> args);
-  [[nodiscard]] bool Done() const;
+  [[nodiscard]] bool Done();
   void FlushAndClose();
 
   const ServeConfig& config_;
@@ -116,9 +127,13 @@ class Worker {
   std::vector<std::unique_ptr<Link>> executor_links_;  // executor-major: [i * servers + s]
   std::vector<std::unique_ptr<Link>> manager_links_;
   std::vector<bool> executor_busy_;
-  std::map<std::pair<std::string, std::int64_t>, std::unique_ptr<RunningBuild>> builds_;
+  std::vector<std::unique_ptr<RunningBuild>> running_;  // from assignment to the end
+  // The started ones (with a number), for stop: and set_description:.
+  std::map<std::pair<std::string, std::int64_t>, RunningBuild*> by_number_;
 
   Link* grab_link_ = nullptr;  // the executor link whose GRAB is outstanding
+  bool starting_ = false;      // a build taken has no number yet: the node may not grab
+  bool closing_ = false;       // about to exit: the manager grabs no more
   bool online_ = true;
   bool exclusive_ = false;  // an OFFLINE_NODE_WHEN_COMPLETE build holds the right to grab
   bool draining_ = false;

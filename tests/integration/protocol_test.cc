@@ -135,6 +135,14 @@ class ProtocolTest : public ::testing::Test {
         (dir_ / "state").string(), "--log-level", "debug"});
   }
 
+  // Answers the manager's first GRAB, so that it sleeps (a runner waits for an open GRAB's
+  // reply before it exits).
+  static void QuietManager(PeerConnection& manager) {
+    Registration(manager, 2);
+    EXPECT_EQ(manager.NextText(), "GRAB_JOB_UNIQ");
+    manager.Reply(Command::kNoJob);
+  }
+
   // The registration a connection sends after SET_CLIENT_ID.
   static std::vector<std::string> Registration(PeerConnection& c, size_t can_dos) {
     std::vector<std::string> out;
@@ -161,6 +169,7 @@ TEST_F(ProtocolTest, EveryConnectionResetsThenRegistersAndOnlyOneGrabIsOutstandi
   EXPECT_THAT(Registration(manager, 2),
               ElementsAre("RESET_ABILITIES", "CAN_DO set_description:n1", "CAN_DO stop:n1"));
   EXPECT_EQ(manager.NextText(), "GRAB_JOB_UNIQ");
+  manager.Reply(Command::kNoJob);
 
   // Exactly one executor grabs; while its GRAB is unanswered the other stays silent.
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
@@ -190,6 +199,7 @@ TEST_F(ProtocolTest, BadRequestGetsExceptionThenFailAndGrabbingResumes) {
   auto conns = server_.Accept(2);
   ASSERT_EQ(conns.size(), 2u) << serve->err();
   auto& e0 = *conns.at("n1_exec-0");
+  QuietManager(*conns.at("n1_manager"));
   Registration(e0, 1);
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
   e0.Reply(Command::kJobAssignUniq, {"H:1", "build:guava", "u-1", "[1, 2]"});
@@ -237,6 +247,7 @@ TEST_F(ProtocolTest, ReloadSendsOnlyTheDelta) {
   auto conns = server_.Accept(2);
   ASSERT_EQ(conns.size(), 2u) << serve->err();
   auto& e0 = *conns.at("n1_exec-0");
+  QuietManager(*conns.at("n1_manager"));
   EXPECT_THAT(Registration(e0, 2),
               ElementsAre("RESET_ABILITIES", "CAN_DO build:a", "CAN_DO build:b"));
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
@@ -274,13 +285,16 @@ TEST_F(ProtocolTest, ReconnectRegistersAgainFromScratch) {
   auto serve = Serve(1);
   auto conns = server_.Accept(2);
   ASSERT_EQ(conns.size(), 2u);
+  QuietManager(*conns.at("n1_manager"));
   Registration(*conns.at("n1_exec-0"), 1);
   conns.at("n1_exec-0")->Close();
   auto again = server_.Accept(1);
   ASSERT_EQ(again.count("n1_exec-0"), 1u);
-  EXPECT_THAT(Registration(*again.at("n1_exec-0"), 1),
-              ElementsAre("RESET_ABILITIES", "CAN_DO build:guava"));
+  auto& e0 = *again.at("n1_exec-0");
+  EXPECT_THAT(Registration(e0, 1), ElementsAre("RESET_ABILITIES", "CAN_DO build:guava"));
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
   serve->Signal(SIGTERM);
+  e0.Reply(Command::kNoJob);
   EXPECT_EQ(serve->Wait(10s).exit_code, 0);
 }
 

@@ -206,7 +206,7 @@ steps: [{run: 'true'}]
 
 TEST_F(ServeTest, StopAndSetDescriptionAnswerEveryCase) {
   WriteJob("slow", R"(steps: [{run: 'sleep 300 & echo $! > "$WORKSPACE/pid"; wait'}]
-finally: [{name: cleanup, run: 'echo cleaned up'}]
+finally: [{name: cleanup, run: 'sleep 1; echo cleaned up'}]
 )");
   Serve("build:slow", 1, {"--executors", "1", "--kill-grace", "1s"});
   auto build = client_.Start("build:slow", "{}");
@@ -220,6 +220,8 @@ finally: [{name: cleanup, run: 'echo cleaned up'}]
 
   auto stop = client_.Submit("stop:n1", R"({"name": "slow", "number": "1"})");
   EXPECT_EQ(stop.Kinds(), "COMPLETE") << stop.Describe();
+  // A second stop while the finally step runs fails, and does not cut the cleanup short.
+  EXPECT_EQ(client_.Submit("stop:n1", R"({"name": "slow", "number": 1})").Kinds(), "FAIL");
   auto trace = build->Wait(30s);
   ASSERT_TRUE(trace.Completed()) << trace.Describe();
   auto final = Json(trace.Last());
@@ -409,6 +411,34 @@ TEST_F(ServeTest, ServesEveryConfiguredServer) {
   auto trace = other.Submit("build:guava", "{}");
   EXPECT_EQ(Json(trace.Last())["result"], "SUCCESS") << trace.Describe();
   EXPECT_EQ(Json(client_.Submit("build:guava", "{}").Last())["number"], 2);
+}
+
+TEST_F(ServeTest, AHungServerDoesNotKeepTheNodeFromTheOthers) {
+  testing::Gearmand second;
+  ASSERT_TRUE(second.ready());
+  WriteJob("guava", "steps: [{run: 'true'}]\n");
+  ::kill(gearmand_.pid(), SIGSTOP);  // accepts connections (the kernel does), answers nothing
+  serve_ = std::make_unique<testing::BackgroundCommand>(
+      ServeArgs({"--executors", "1", "--server", second.address()}));
+  testing::GearmanClient other(second.port());
+  auto trace = other.Submit("build:guava", "{}", "", 60s);
+  ::kill(gearmand_.pid(), SIGCONT);
+  EXPECT_EQ(Json(trace.Last())["result"], "SUCCESS") << trace.Describe() << Stderr();
+  EXPECT_THAT(Stderr(), HasSubstr("no reply to a grab, closing the connection"));
+}
+
+TEST_F(ServeTest, OnceExitsOneWhenItsBuildCannotStart) {
+  WriteJob("guava", "steps: [{run: 'true'}]\n");
+  dir_.Write("not-a-directory", "");
+  Serve("build:guava", 1,
+        {"--executors", "1", "--once", "--workspace-root", (dir_ / "not-a-directory").string()});
+  auto trace = client_.Submit("build:guava", "{}");
+  EXPECT_EQ(trace.Kinds(), "EXCEPTION") << trace.Describe();
+  EXPECT_THAT(trace.Last()->data, HasSubstr("build could not start"));
+  auto r = serve_->Wait(15s);
+  serve_.reset();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(Record("guava", 1)["result"], "NOT_BUILT");
 }
 
 TEST_F(ServeTest, SigtermDrainsThenASecondOneAborts) {

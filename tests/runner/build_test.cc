@@ -234,6 +234,17 @@ TEST_F(BuildTest, SecondStopAlsoStopsFinallySteps) {
   EXPECT_EQ(outcome.steps[2].result, StepResult::kNotRun);
 }
 
+TEST_F(BuildTest, StopStepsNeverCutsTheFinallyStepsShort) {
+  Job("name: j\nsteps: [{run: a}]\nfinally: [{run: f}, {run: g}]\n");
+  executor_.Script({.during = [&] { EXPECT_TRUE(stopper_->StopSteps("a stop request")); }});
+  executor_.Script({.during = [&] { EXPECT_FALSE(stopper_->StopSteps("the drain timeout")); }});
+  auto outcome = Run();
+  EXPECT_EQ(outcome.result, Result::kAborted);
+  EXPECT_EQ(outcome.reason, "stopped by a stop request");
+  EXPECT_EQ(outcome.steps[1].result, StepResult::kSuccess);
+  EXPECT_EQ(outcome.steps[2].result, StepResult::kSuccess);
+}
+
 TEST_F(BuildTest, StopFromASignalHandlerNamesTheSignal) {
   Job("name: j\nsteps: [{run: a}]\n");
   executor_.Script({.during = [&] { stopper_->StopFromSignal(SIGINT); }});
