@@ -41,17 +41,28 @@ constexpr std::string_view kResults[] = {"RUNNING", "SUCCESS",   "UNSTABLE", "FA
 constexpr std::string_view kStepResults[] = {"SUCCESS", "FAILURE", "ABORTED", "NOT_RUN"};
 
 template <typename E, size_t N>
-E FromString(const std::string& s, const std::string_view (&names)[N], E fallback) {
+std::optional<E> Find(std::string_view s, const std::string_view (&names)[N]) {
   for (size_t i = 0; i < N; ++i) {
     if (names[i] == s) return static_cast<E>(i);
   }
-  return fallback;
+  return std::nullopt;
+}
+
+template <typename E, size_t N>
+E FromString(const std::string& s, const std::string_view (&names)[N], E fallback) {
+  return Find<E>(s, names).value_or(fallback);
 }
 
 }  // namespace
 
 std::string_view ToString(Result result) { return kResults[static_cast<size_t>(result)]; }
 std::string_view ToString(StepResult result) { return kStepResults[static_cast<size_t>(result)]; }
+std::optional<Result> ResultFromString(std::string_view text) {
+  return Find<Result>(text, kResults);
+}
+std::optional<StepResult> StepResultFromString(std::string_view text) {
+  return Find<StepResult>(text, kStepResults);
+}
 
 tl::expected<void, std::string> WriteFileAtomically(const fs::path& path, std::string_view text) {
   // Unique per writer, also between threads of one process (set_description vs build end).
@@ -114,6 +125,7 @@ std::string ToJson(const BuildRecord& r) {
                               {"leftovers_killed", r.leftovers_killed},
                               {"log_capped", r.log_capped},
                               {"runner_pid", r.runner_pid},
+                              {"runner_start", r.runner_start},
                               {"cookie", r.cookie},
                               {"cgroup", r.cgroup}};
   // Replace, not throw, on invalid UTF-8 (a parameter value may hold any bytes).
@@ -143,6 +155,7 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
     r.leftovers_killed = j.value("leftovers_killed", 0);
     r.log_capped = j.value("log_capped", false);
     r.runner_pid = j.value("runner_pid", 0);
+    r.runner_start = j.value("runner_start", "");
     r.cookie = j.value("cookie", "");
     r.cgroup = j.value("cgroup", "");
     for (const auto& s : j.value("steps", nlohmann::json::array())) {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
@@ -33,6 +34,10 @@ enum class Result { kRunning, kSuccess, kUnstable, kFailure, kAborted, kNotBuilt
 
 enum class StepResult { kSuccess, kFailure, kAborted, kNotRun };
 [[nodiscard]] std::string_view ToString(StepResult result);
+
+// The inverses of ToString; nullopt for any other text.
+[[nodiscard]] std::optional<Result> ResultFromString(std::string_view text);
+[[nodiscard]] std::optional<StepResult> StepResultFromString(std::string_view text);
 
 struct StepRecord {
   std::string name;
@@ -70,6 +75,9 @@ struct BuildRecord {
   int leftovers_killed = 0;  // processes still alive at the end of the build
   bool log_capped = false;
   int runner_pid = 0;  // the runner that ran it (to tell a crashed build from a running one)
+  // Which process that pid was (runner/recovery.h, ProcessStartId): a pid is reused, and
+  // in a container gearrun is PID 1 at every start.
+  std::string runner_start;
   // How to find the build's processes should its runner die: the cookie variable its
   // processes carry, and its cgroup directory (cgroup containment only).
   std::string cookie;

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <functional>
 
+#include "runner/recovery.h"
+
 namespace gearrun::runner {
 
 namespace {
@@ -72,6 +74,7 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   record.unique = MaskSecrets(request.unique, secrets);
   record.started_at = FormatTimestamp(clock.WallNow());
   record.runner_pid = ::getpid();
+  record.runner_start = ProcessStartId(record.runner_pid);
 
   // From here on the number exists: every failure leaves a NOT_BUILT record saying why.
   auto not_built = [&](std::string reason) {

@@ -8,6 +8,7 @@
 
 #include "jobs/labels.h"
 #include "runner/check_command.h"
+#include "runner/client_commands.h"
 #include "runner/config.h"
 #include "runner/run_command.h"
 #include "runner/serve_command.h"
@@ -138,6 +139,77 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                         "Daemon log format on standard error: text or json; default text");
   AddBuildOptions(*serve_cmd, serve);
 
+  auto add_servers = [](CLI::App& cmd, ClientFlags& f) {
+    cmd.add_option("--server", f.servers,
+                   std::string("A Gearman server, HOST[:PORT]; repeatable; default $") +
+                       std::string(kServersVariable) + ", else 127.0.0.1:4730")
+        ->allow_extra_args(false);
+  };
+  SubmitOptions submit;
+  auto* submit_cmd = app.add_subcommand(
+      "submit",
+      "Submit a build of JOB (function build:JOB, or build:JOB:LABEL) and follow it to its "
+      "end. Exit 0 SUCCESS, 1 FAILURE or UNSTABLE, 2 usage or unknown function, 3 ABORTED, "
+      "4 the request failed (no server, WORK_FAIL, exception, timeout).");
+  submit_cmd->add_option("job", submit.job, "The job's name")->required();
+  submit_cmd->add_option("-p,--param", submit.parameters, "A parameter, KEY=VALUE; repeatable")
+      ->allow_extra_args(false);
+  submit_cmd->add_option("--label", submit.label,
+                         "Run on a node with this label (submits build:JOB:LABEL)");
+  submit_cmd->add_option("--unique", submit.unique,
+                         "The Gearman unique id (requests with the same one are merged)");
+  submit_cmd->add_flag("--background", submit.background,
+                       "Queue the build and print its job handle instead of following it");
+  submit_cmd->add_option("--priority", submit.priority, "high, normal or low; default normal");
+  submit_cmd->add_option("--timeout", submit.timeout,
+                         "Give up waiting for the result after this long, e.g. 30m (the build "
+                         "goes on); default no limit");
+  submit_cmd->add_flag("--json", submit.json,
+                       "Print only the final payload (JSON), or {\"error\": ...}");
+  submit_cmd->add_flag("--queue-anyway", submit.queue_anyway,
+                       "Submit even when no server knows the function yet");
+  add_servers(*submit_cmd, submit.client);
+
+  // NODE JOB NUMBER: which build a stop or describe is about.
+  auto add_build = [&](CLI::App& cmd, BuildCommandOptions& o) {
+    cmd.add_option("node", o.node, "The node that runs or ran it (the payload's manager)")
+        ->required();
+    cmd.add_option("job", o.job, "The job's name")->required();
+    cmd.add_option("number", o.number, "The build number")->required();
+    add_servers(cmd, o.client);
+  };
+  BuildCommandOptions stop;
+  auto* stop_cmd = app.add_subcommand(
+      "stop",
+      "Stop a running build (stop:NODE): its kill ladder runs, then its finally steps; it ends "
+      "ABORTED. Exit 0 stopping, 1 not running or not found, 2 usage or no such node, 4 no "
+      "server.");
+  add_build(*stop_cmd, stop);
+
+  BuildCommandOptions describe;
+  auto* describe_cmd = app.add_subcommand(
+      "describe",
+      "Set the description of a running or finished build (set_description:NODE). Exit 0 "
+      "set, 1 not found, 2 usage or no such node, 4 no server.");
+  add_build(*describe_cmd, describe);
+  describe_cmd->add_option("text", describe.text, "The description (HTML)")->required();
+
+  StatusOptions status;
+  auto* status_cmd = app.add_subcommand(
+      "status",
+      "The cluster at a glance: per server, each function's queued, running and workers, and "
+      "each node's executors and manager. Exit 0, or 4 when a server did not answer.");
+  status_cmd->add_flag("--json", status.json, "Print JSON instead of tables");
+  add_servers(*status_cmd, status.client);
+
+  CancelOptions cancel;
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel",
+      "Cancel a request still waiting in a server's queue (a running build: use stop). Exit 0 "
+      "cancelled, 4 no server answered.");
+  cancel_cmd->add_option("handle", cancel.handle, "The job handle (submit prints it)")->required();
+  add_servers(*cancel_cmd, cancel.client);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -151,6 +223,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   }
   if (run_cmd->parsed()) return RunRun(run, out, err);
   if (serve_cmd->parsed()) return RunServe(serve, out, err);
+  if (submit_cmd->parsed()) return RunSubmit(submit, out, err);
+  if (stop_cmd->parsed()) return RunStop(stop, out, err);
+  if (describe_cmd->parsed()) return RunDescribe(describe, out, err);
+  if (status_cmd->parsed()) return RunStatus(status, out, err);
+  if (cancel_cmd->parsed()) return RunCancel(cancel, out, err);
   err << app.help();
   return kExitUsage;
 }

@@ -39,11 +39,55 @@ std::string FinalPayload(const BuildRecord& record, const PayloadContext& contex
                      {"result", ToString(s.result)},
                      {"exit_code", s.exit_code},
                      {"signal", s.signal},
+                     {"timed_out", s.timed_out},
                      {"attempts", s.attempts},
                      {"duration_ms", s.duration_ms}});
   }
   j["steps"] = std::move(steps);
   return Dump(j);
+}
+
+tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payload) {
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  auto fail = [] { return tl::unexpected(std::string("not a build's final payload")); };
+  if (!j.is_object()) return fail();
+  auto text = [&](const nlohmann::json& o, const char* key) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto integer = [&](const nlohmann::json& o, const char* key, std::int64_t fallback) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
+  };
+  BuildRecord r;
+  r.job = text(j, "name");
+  r.number = integer(j, "number", 0);
+  auto result = ResultFromString(text(j, "result"));
+  if (r.job.empty() || r.number <= 0 || !result) return fail();
+  r.result = *result;
+  r.node = text(j, "node_name");
+  r.reason = text(j, "reason");
+  r.unique = text(j, "unique");
+  r.duration_ms = integer(j, "duration_ms", 0);
+  if (auto steps = j.find("steps"); steps != j.end() && steps->is_array()) {
+    for (const auto& s : *steps) {
+      if (!s.is_object()) continue;
+      StepRecord step;
+      step.name = text(s, "name");
+      auto is_finally = s.find("finally");
+      step.is_finally =
+          is_finally != s.end() && is_finally->is_boolean() && is_finally->get<bool>();
+      auto timed_out = s.find("timed_out");
+      step.timed_out = timed_out != s.end() && timed_out->is_boolean() && timed_out->get<bool>();
+      step.result = StepResultFromString(text(s, "result")).value_or(StepResult::kNotRun);
+      step.exit_code = static_cast<int>(integer(s, "exit_code", -1));
+      step.signal = static_cast<int>(integer(s, "signal", 0));
+      step.attempts = static_cast<int>(integer(s, "attempts", 0));
+      step.duration_ms = integer(s, "duration_ms", 0);
+      r.steps.push_back(std::move(step));
+    }
+  }
+  return r;
 }
 
 tl::expected<BuildReference, std::string> ParseBuildReference(std::string_view workload,

@@ -30,6 +30,11 @@ struct PayloadContext {
 // WORK_COMPLETE, for every build that ran.
 [[nodiscard]] std::string FinalPayload(const BuildRecord& record, const PayloadContext& context);
 
+// The other way round, for clients (`gearrun submit`): the record fields a final payload
+// carries (job, number, node, result, reason, unique, duration, steps). Errors: not a JSON
+// object, or no valid name, number and result.
+[[nodiscard]] tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payload);
+
 struct BuildReference {
   std::string name;
   std::int64_t number = 0;

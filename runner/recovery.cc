@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "runner/build_service.h"
 #include "sandbox/container.h"
@@ -13,9 +14,12 @@ namespace {
 namespace fs = std::filesystem;
 
 // Whether `pid` is a live gearrun process (a recycled pid of another program is not).
-bool RunnerAlive(int pid) {
+// Whether the runner of a build is still running it: its pid is alive, is a gearrun, and
+// (for records that say so) is the very process that started the build.
+bool RunnerAlive(int pid, const std::string& start) {
   if (pid <= 0) return false;
-  if (pid == ::getpid()) return true;
+  if (!start.empty() && ProcessStartId(pid) != start) return false;
+  if (pid == ::getpid()) return !start.empty();  // old records: only its own start says
   std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
   std::string argv0;
   if (!std::getline(cmdline, argv0, '\0')) return false;
@@ -23,6 +27,23 @@ bool RunnerAlive(int pid) {
 }
 
 }  // namespace
+
+std::string ProcessStartId(int pid) {
+  std::string boot;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(stat_file, stat)) return {};
+  // Field 22, starttime; the command name (field 2) may hold spaces: count after its ')'.
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) return boot + "/" + field;
+  }
+  return {};
+}
 
 std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock) {
   std::vector<LostBuild> lost;
@@ -33,7 +54,7 @@ std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock) 
       (void)store.Write(*record);  // finished, but a crash came before its marker went
       continue;
     }
-    if (RunnerAlive(record->runner_pid)) continue;
+    if (RunnerAlive(record->runner_pid, record->runner_start)) continue;
     LostBuild item;
     auto killed = sandbox::KillOrphanedBuild(record->cookie, record->cgroup);
     if (killed) {

@@ -6,6 +6,7 @@
 // alive (and is a gearrun) is left alone. Thread-compatible.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "runner/build_record.h"
@@ -18,6 +19,11 @@ struct LostBuild {
   int processes_killed = 0;
   std::string error;  // when something of it could not be killed
 };
+
+// "<boot id>/<start time>" of a live process: names one process for good, where a pid
+// is reused (after a reboot, or in a container where gearrun is always PID 1). Empty when
+// the process does not exist.
+[[nodiscard]] std::string ProcessStartId(int pid);
 
 // Looks only at the builds the store lists as running (BuildStore::Running()), so its cost
 // does not grow with the number of builds ever run.

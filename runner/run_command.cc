@@ -7,7 +7,6 @@
 #include <array>
 #include <atomic>
 #include <cstdlib>
-#include <iomanip>
 
 #include "jobs/loader.h"
 #include "jobs/request.h"
@@ -15,6 +14,7 @@
 #include "runner/check_command.h"
 #include "runner/cli.h"
 #include "runner/recovery.h"
+#include "runner/summary.h"
 #include "sandbox/reaper.h"
 
 namespace gearrun::runner {
@@ -105,30 +105,6 @@ std::shared_ptr<const jobs::JobSpec> FindJob(const RunOptions& options,
   return nullptr;
 }
 
-void PrintSummary(const BuildRecord& r, const std::filesystem::path& log, std::ostream& out) {
-  out << "\n" << r.job << " #" << r.number << ": " << ToString(r.result);
-  if (!r.reason.empty()) out << " - " << r.reason;
-  out << " (" << HumanDuration(std::chrono::milliseconds(r.duration_ms)) << ")\n";
-  size_t width = 4;
-  for (const auto& s : r.steps) width = std::max(width, s.name.size() + (s.is_finally ? 10 : 0));
-  for (const auto& s : r.steps) {
-    std::string name = (s.is_finally ? "(finally) " : "") + s.name;
-    out << "  " << std::left << std::setw(static_cast<int>(width)) << name << "  " << std::setw(9)
-        << ToString(s.result);
-    if (s.result != StepResult::kNotRun) {
-      std::string how = s.signal != 0      ? "signal " + jobs::SignalName(s.signal)
-                        : s.exit_code >= 0 ? "exit " + std::to_string(s.exit_code)
-                                           : "not started";
-      if (s.timed_out) how = "timed out";
-      out << std::setw(12) << how << std::setw(11)
-          << (std::to_string(s.attempts) + (s.attempts == 1 ? " attempt" : " attempts"))
-          << HumanDuration(std::chrono::milliseconds(s.duration_ms));
-    }
-    out << "\n";
-  }
-  out << "log: " << log.string() << "\n";
-}
-
 }  // namespace
 
 int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
@@ -197,8 +173,13 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
     return kExitFailed;
   }
   const BuildRecord* record = &(*build)->Run(nullptr);
-  PrintSummary(*record, (*build)->log_path(), out);
-  switch (record->result) {
+  PrintSummary(*record, out);
+  out << "log: " << (*build)->log_path().string() << "\n";
+  return BuildExitCode(record->result);
+}
+
+int BuildExitCode(Result result) {
+  switch (result) {
     case Result::kSuccess:
       return kExitOk;
     case Result::kAborted:

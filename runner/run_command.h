@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "runner/build_record.h"
 #include "runner/config.h"
 
 namespace gearrun::runner {
@@ -27,6 +28,10 @@ struct RunOptions {
   // root, limits, log cap, containment, pass-through patterns, --config ...).
   ServeFlags node;
 };
+
+// The exit code for a build's result: 0 SUCCESS, 3 ABORTED, 1 anything else (shared with
+// `gearrun submit`).
+[[nodiscard]] int BuildExitCode(Result result);
 
 // Runs the build; installs SIGINT/SIGTERM handlers for its duration (first: stop the steps,
 // finally steps still run; second: stop those too).

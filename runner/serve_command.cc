@@ -8,6 +8,7 @@
 
 #include "jobs/labels.h"
 #include "runner/cli.h"
+#include "runner/embedded_gearmand.h"
 #include "runner/job_registry.h"
 #include "runner/logging.h"
 #include "runner/recovery.h"
@@ -72,12 +73,38 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
   spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", loaded.jobs,
                registry.current()->functions.size(), config->jobs.string());
 
+  // The embedded default: no server configured and none on 127.0.0.1:4730.
+  std::unique_ptr<EmbeddedGearmand> gearmand;
+  if (!config->servers_configured) {
+    if (Listening(kDefaultServer, std::chrono::seconds(1))) {
+      spdlog::info("no server configured: using the Gearman server on {}",
+                   kDefaultServer.ToString());
+    } else {
+      auto started = EmbeddedGearmand::Start(node.state_dir / "gearmand.log");
+      if (!started) {
+        spdlog::error("{}", started.error());
+        return kExitUsage;
+      }
+      gearmand = std::move(*started);
+      spdlog::info(
+          "no server configured and none on {}: started {} there; it stops with gearrun "
+          "[log: {}]",
+          kDefaultServer.ToString(), gearmand->program(),
+          (node.state_dir / "gearmand.log").string());
+    }
+  }
+
   auto worker = Worker::Create(*config, registry, store, clock);
   if (!worker) {
     spdlog::error("cannot start: {}", worker.error());
     return kExitFailed;
   }
   int code = (*worker)->Run(signal_fd.get());
+  worker->reset();  // every result is out: the embedded gearmand may go
+  if (gearmand) {
+    gearmand.reset();
+    spdlog::info("embedded gearmand stopped");
+  }
   spdlog::info("stopped [exit code: {}]", code);
   return code;
 }
