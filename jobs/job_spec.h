@@ -61,6 +61,16 @@ inline const std::vector<std::string>& DefaultShell() {
   return shell;
 }
 
+// What a build checks out into its workspace before its first step (`checkout:`).
+struct CheckoutSpec {
+  std::string url;           // may use ${NAME} of the build's parameters
+  std::string ref;           // branch, tag, full ref or commit id; ${NAME} too; "" = HEAD
+  std::string path = "src";  // relative to the workspace, normalised
+  int depth = 0;             // 0: full history
+  bool submodules = false;
+  SourceLocation location;
+};
+
 struct JobSpec {
   std::string name;
   std::string description;
@@ -69,6 +79,7 @@ struct JobSpec {
   EnvMap env;
   std::optional<Duration> timeout;  // whole build, finally steps excluded
   bool clean_workspace = false;
+  std::optional<CheckoutSpec> checkout;
   std::vector<std::string> shell = DefaultShell();
   KillSpec kill;
   std::vector<StepSpec> steps;    // never empty

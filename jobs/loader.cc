@@ -27,11 +27,13 @@ struct Section {
 const Section kJobSection = {"job",
                              "a job",
                              {"name", "description", "node", "parameters", "env", "timeout",
-                              "workspace", "shell", "kill", "steps", "finally"}};
+                              "workspace", "checkout", "shell", "kill", "steps", "finally"}};
 const Section kParameterSection = {
     "parameter", "a parameter", {"default", "description", "required", "choices", "secret"}};
 const Section kWorkspaceSection = {"workspace", "workspace", {"clean"}};
 const Section kKillSection = {"kill", "kill", {"signal", "grace"}};
+const Section kCheckoutSection = {
+    "checkout", "checkout", {"url", "ref", "path", "depth", "submodules"}};
 const Section kStepSection = {
     "step",
     "a step",
@@ -125,6 +127,7 @@ class DocumentReader {
         }
       }
     }
+    if (const Field* f = fields->Find("checkout")) ReadCheckout(*f, job);
     if (const Field* f = fields->Find("shell")) {
       if (auto shell = Shell(*f)) job.shell = *shell;
     }
@@ -481,12 +484,58 @@ class DocumentReader {
     }
   }
 
-  // Normalises a step's `dir`; it must stay inside the workspace.
+  void ReadCheckout(const Field& f, JobSpec& job) {
+    auto fields = ReadFields(f.value, kCheckoutSection, &f);
+    if (!fields) return;
+    CheckoutSpec checkout;
+    checkout.location = {file_, Line(f.key_node)};
+    if (const Field* url = fields->Find("url")) {
+      if (auto text = NonEmptyText(*url)) {
+        checkout.url = *text;
+        CheckReferences(*url, *text);
+      }
+    } else {
+      FailAt(f,
+             "checkout: needs a 'url' (a repository URL or path; ${NAME} of parameters "
+             "allowed)");
+    }
+    if (const Field* ref = fields->Find("ref")) {
+      if (auto text = NonEmptyText(*ref)) {
+        checkout.ref = *text;
+        CheckReferences(*ref, *text);
+      }
+    }
+    if (const Field* path = fields->Find("path")) {
+      if (auto p = Dir(*path)) checkout.path = *p;
+    }
+    if (const Field* depth = fields->Find("depth")) {
+      checkout.depth = Int(*depth, depth->value, 0, 1'000'000, "a whole number").value_or(0);
+    }
+    if (const Field* sub = fields->Find("submodules")) {
+      checkout.submodules = Bool(*sub).value_or(false);
+    }
+    job.checkout = std::move(checkout);
+  }
+
+  // `${` must open a ${NAME} reference with a variable name.
+  void CheckReferences(const Field& f, const std::string& text) {
+    for (std::size_t at = text.find("${"); at != std::string::npos; at = text.find("${", at + 2)) {
+      auto end = text.find('}', at);
+      std::string name = end == std::string::npos ? "" : text.substr(at + 2, end - at - 2);
+      if (end == std::string::npos || !IsValidVariableName(name)) {
+        FailAt(f, f.key + ": " + Quote(text) + " has a '${' that is not a ${NAME} reference");
+        return;
+      }
+    }
+  }
+
+  // Normalises a relative path (a step's `dir`, a checkout's `path`); it must stay inside
+  // the workspace.
   std::optional<std::string> Dir(const Field& f) {
     auto text = NonEmptyText(f);
     if (!text) return std::nullopt;
     if (text->front() == '/') {
-      FailAt(f, "dir: " + Quote(*text) + " must be relative to the workspace");
+      FailAt(f, f.key + ": " + Quote(*text) + " must be relative to the workspace");
       return std::nullopt;
     }
     std::vector<std::string> parts;
@@ -496,7 +545,7 @@ class DocumentReader {
       if (part.empty() || part == ".") continue;
       if (part == "..") {
         if (parts.empty()) {
-          FailAt(f, "dir: " + Quote(*text) + " leads out of the workspace");
+          FailAt(f, f.key + ": " + Quote(*text) + " leads out of the workspace");
           return std::nullopt;
         }
         parts.pop_back();
@@ -679,8 +728,8 @@ void CheckDuplicateNames(LoadReport& report) {
 const std::set<std::string>& AllJobKeys() {
   static const std::set<std::string> keys = [] {
     std::set<std::string> out;
-    for (const Section* s :
-         {&kJobSection, &kParameterSection, &kWorkspaceSection, &kKillSection, &kStepSection}) {
+    for (const Section* s : {&kJobSection, &kParameterSection, &kWorkspaceSection, &kKillSection,
+                             &kStepSection, &kCheckoutSection}) {
       for (auto key : s->keys) out.insert(std::string(s->name) + "." + std::string(key));
     }
     return out;

@@ -205,4 +205,27 @@ tl::expected<BoundRequest, Error> BindRequest(const JobSpec& job, std::string_vi
   return BindParameters(job, *params, policy);
 }
 
+tl::expected<std::string, std::string> SubstituteParameters(std::string_view text,
+                                                            const EnvMap& parameters) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto open = text.find("${", at);
+    auto close = open == std::string_view::npos ? open : text.find('}', open);
+    if (open == std::string_view::npos || close == std::string_view::npos) {
+      out.append(text.substr(at));
+      break;
+    }
+    out.append(text.substr(at, open - at));
+    std::string name(text.substr(open + 2, close - open - 2));
+    auto it = parameters.find(name);
+    if (it == parameters.end()) {
+      return tl::unexpected("${" + name + "} is used but the build has no parameter " + name);
+    }
+    out += it->second;
+    at = close + 1;
+  }
+  return out;
+}
+
 }  // namespace gearrun::jobs

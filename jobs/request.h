@@ -59,6 +59,11 @@ inline constexpr std::string_view kOfflineParameter = "OFFLINE_NODE_WHEN_COMPLET
                                                             std::string_view workload,
                                                             const RequestPolicy& policy);
 
+// Replaces each ${NAME} in `text` with the bound parameter's value (checkout url and
+// ref). Error: a referenced parameter that the request did not give (and has no default).
+[[nodiscard]] tl::expected<std::string, std::string> SubstituteParameters(std::string_view text,
+                                                                          const EnvMap& parameters);
+
 // `1`, `true`, `True`, `TRUE`: how OFFLINE_NODE_WHEN_COMPLETE says yes.
 [[nodiscard]] bool IsTrueFlag(std::string_view value);
 

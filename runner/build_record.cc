@@ -124,6 +124,7 @@ std::string ToJson(const BuildRecord& r) {
                               {"containment", r.containment},
                               {"leftovers_killed", r.leftovers_killed},
                               {"log_capped", r.log_capped},
+                              {"checkout_commit", r.checkout_commit},
                               {"runner_pid", r.runner_pid},
                               {"runner_start", r.runner_start},
                               {"cookie", r.cookie},
@@ -155,6 +156,7 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
     r.leftovers_killed = j.value("leftovers_killed", 0);
     r.log_capped = j.value("log_capped", false);
     r.runner_pid = j.value("runner_pid", 0);
+    r.checkout_commit = j.value("checkout_commit", "");
     r.runner_start = j.value("runner_start", "");
     r.cookie = j.value("cookie", "");
     r.cgroup = j.value("cgroup", "");

@@ -71,8 +71,9 @@ struct BuildRecord {
   std::int64_t duration_ms = 0;
   std::vector<StepRecord> steps;  // steps then finally steps, in order
   std::string workspace;
-  std::string containment;   // "cgroup" or "process-group"
-  int leftovers_killed = 0;  // processes still alive at the end of the build
+  std::string checkout_commit;  // the commit the job's checkout got, if it has one
+  std::string containment;      // "cgroup" or "process-group"
+  int leftovers_killed = 0;     // processes still alive at the end of the build
   bool log_capped = false;
   int runner_pid = 0;  // the runner that ran it (to tell a crashed build from a running one)
   // Which process that pid was (runner/recovery.h, ProcessStartId): a pid is reused, and

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <functional>
 
+#include "jobs/request.h"
+#include "runner/git.h"
 #include "runner/recovery.h"
 
 namespace gearrun::runner {
@@ -29,6 +31,49 @@ std::string ContainerName(const std::string& job, std::int64_t number) {
   char hash[17];
   std::snprintf(hash, sizeof(hash), "%016zx", std::hash<std::string>{}(job));
   return name.substr(0, 100 - 17) + "-" + hash;
+}
+
+// The job's checkout, with its ${NAME}s replaced: a few attempts, since a remote that
+// fails once often answers the next time; after the last one the build cannot start (and
+// the client runs it elsewhere). Returns the commit checked out.
+tl::expected<std::string, std::string> CheckOut(const jobs::CheckoutSpec& checkout,
+                                                const jobs::EnvMap& parameters,
+                                                const std::filesystem::path& state_dir,
+                                                const std::filesystem::path& workspace,
+                                                BuildLog& log, Clock& clock, int cancel_fd) {
+  auto url = jobs::SubstituteParameters(checkout.url, parameters);
+  if (!url) return tl::unexpected("checkout url: " + url.error());
+  auto ref = jobs::SubstituteParameters(checkout.ref, parameters);
+  if (!ref) return tl::unexpected("checkout ref: " + ref.error());
+  std::string what = RedactUrl(*url) + (ref->empty() ? "" : " " + *ref) + " into " +
+                     (workspace / checkout.path).string();
+  constexpr int kAttempts = 3;
+  std::chrono::milliseconds delay(1000);
+  std::string error;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    log.Line("checkout " + what +
+             (attempt > 1 ? " (attempt " + std::to_string(attempt) + ")" : ""));
+    auto result = CheckoutFromMirror(state_dir / "git", {.url = *url,
+                                                         .ref = *ref,
+                                                         .dest = workspace / checkout.path,
+                                                         .depth = checkout.depth,
+                                                         .submodules = checkout.submodules});
+    if (result) {
+      log.Line("checked out " + result->commit + " (" + std::to_string(result->received_objects) +
+               " new objects fetched)");
+      return result->commit;
+    }
+    error = result.error();
+    log.Line("checkout failed: " + error);
+    if (attempt < kAttempts) {
+      if (!clock.SleepUntil(clock.Now() + delay, cancel_fd)) {
+        return tl::unexpected("stopped during the checkout: " + error);
+      }
+      delay *= 2;
+    }
+  }
+  return tl::unexpected("checkout failed after " + std::to_string(kAttempts) +
+                        " attempts: " + error);
 }
 
 }  // namespace
@@ -102,6 +147,20 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     return not_built(workspace.error());
   }
   record.workspace = workspace->path().string();
+
+  if (job.checkout) {
+    auto checked_out = CheckOut(
+        *job.checkout, request.params.parameters, settings.state_dir, workspace->path(), *log,
+        clock, request.stopper != nullptr ? request.stopper->steps_token().fd() : -1);
+    if (!checked_out) {
+      log->Line("the build could not start: " + checked_out.error());
+      return not_built(checked_out.error());
+    }
+    record.checkout_commit = *checked_out;
+    if (auto ok = store.Write(record); !ok) {
+      return not_built("cannot write build record: " + ok.error());
+    }
+  }
 
   auto executor = ContainerExecutor::Create({.mode = settings.containment,
                                              .name = ContainerName(job.name, record.number),

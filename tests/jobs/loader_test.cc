@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "jobs/request.h"
+
 namespace gearrun::jobs {
 namespace {
 
@@ -445,6 +447,46 @@ TEST(LoaderKeysTest, AllKeysListsEverySection) {
   auto report = Load("name: a\nsteps: [{run: x, retries: 1}]\n");
   EXPECT_EQ(report.keys_used,
             (std::set<std::string>{"job.name", "job.steps", "step.run", "step.retries"}));
+}
+
+}  // namespace
+}  // namespace gearrun::jobs
+
+namespace gearrun::jobs {
+namespace {
+
+TEST(LoaderCheckoutTest, ReadsCheckoutWithDefaultsAndReferences) {
+  JobSpec job = LoadOne(R"(name: a
+checkout: {url: "${ZUUL_URL}/${ZUUL_PROJECT}", ref: "${ZUUL_REF}", path: ./code/, depth: 1}
+steps: [{run: x}]
+)");
+  ASSERT_TRUE(job.checkout);
+  EXPECT_EQ(job.checkout->url, "${ZUUL_URL}/${ZUUL_PROJECT}");
+  EXPECT_EQ(job.checkout->ref, "${ZUUL_REF}");
+  EXPECT_EQ(job.checkout->path, "code");
+  EXPECT_EQ(job.checkout->depth, 1);
+  EXPECT_FALSE(job.checkout->submodules);
+  EXPECT_EQ(LoadOne("name: a\ncheckout: {url: /srv/repo}\nsteps: [{run: x}]\n").checkout->path,
+            "src");
+}
+
+TEST(LoaderCheckoutTest, RejectsBadCheckouts) {
+  ExpectError("name: a\ncheckout: {ref: main}\nsteps: [{run: x}]\n", "needs a 'url'", 2, 11);
+  ExpectError("name: a\ncheckout: {url: x, path: ../up}\nsteps: [{run: x}]\n",
+              "path: '../up' leads out of the workspace", 2, 26);
+  ExpectError("name: a\ncheckout: {url: '${1X}'}\nsteps: [{run: x}]\n",
+              "is not a ${NAME} reference", 2, 17);
+  ExpectError("name: a\ncheckout: {url: x, depht: 1}\nsteps: [{run: x}]\n", "did you mean 'depth'",
+              2, 20);
+}
+
+TEST(SubstituteParametersTest, ReplacesReferencesAndNamesMissingOnes) {
+  EnvMap params = {{"ZUUL_URL", "git://h"}, {"ZUUL_PROJECT", "p"}};
+  EXPECT_EQ(*SubstituteParameters("${ZUUL_URL}/${ZUUL_PROJECT}.git", params), "git://h/p.git");
+  EXPECT_EQ(*SubstituteParameters("plain $HOME", params), "plain $HOME");
+  auto missing = SubstituteParameters("${ZUUL_REF}", params);
+  ASSERT_FALSE(missing);
+  EXPECT_THAT(missing.error(), ::testing::HasSubstr("ZUUL_REF"));
 }
 
 }  // namespace

@@ -26,14 +26,20 @@ struct BackgroundCommand::State {
 BackgroundCommand::BackgroundCommand(const std::vector<std::string>& argv,
                                      const CommandOptions& options)
     : state_(std::make_unique<State>()) {
-  bp::environment env = boost::this_process::environment();
-  for (const auto& [k, v] : options.env) env[k] = v;
-  std::vector<std::string> args(argv.begin() + 1, argv.end());
+  // Variables go through env(1): Boost 1.74's environment lookup (basic_environment::find)
+  // reads past the end of shorter entries (AddressSanitizer: heap-buffer-overflow).
+  std::vector<std::string> full;
+  if (!options.env.empty()) {
+    full.push_back("/usr/bin/env");
+    for (const auto& [k, v] : options.env) full.push_back(k + "=" + v);
+  }
+  full.insert(full.end(), argv.begin(), argv.end());
+  std::vector<std::string> args(full.begin() + 1, full.end());
   auto dir = options.dir.empty() ? std::filesystem::current_path() : options.dir;
   state_->child = bp::child(
-      bp::exe = argv.at(0), bp::args = args,
+      bp::exe = full.at(0), bp::args = args,
       bp::std_in<bp::null, bp::std_out>(state_->capture.path() / "out").string(),
-      bp::std_err > (state_->capture.path() / "err").string(), env, bp::start_dir = dir.string());
+      bp::std_err > (state_->capture.path() / "err").string(), bp::start_dir = dir.string());
 }
 
 BackgroundCommand::~BackgroundCommand() {
