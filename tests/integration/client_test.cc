@@ -47,8 +47,13 @@ class ClientTest : public ::testing::Test {
         kGearrun, "serve", "--server", gearmand_.address(), "--node", node, "--jobs",
         (dir_ / "jobs").string(), "--state-dir", (dir_ / ("state-" + node)).string(), "--executors",
         std::to_string(executors), "--kill-grace", "1s"}));
-    ASSERT_TRUE(
-        WaitFor([&] { return testing::WorkersFor(gearmand_.port(), function) >= executors; }, 10s))
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          // Each connection comes up on its own: wait for the manager too.
+          return testing::WorkersFor(gearmand_.port(), function) >= executors &&
+                 testing::WorkersFor(gearmand_.port(), "stop:" + node) == 1;
+        },
+        10s))
         << serves_.back()->err();
   }
 
