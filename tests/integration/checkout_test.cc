@@ -103,7 +103,8 @@ TEST_F(CheckoutTest, TheMirrorIsReusedAndOnlyNewObjectsAreFetched) {
 
 TEST_F(CheckoutTest, WorksThroughGitDaemon) {
   int port = testing::FreeLoopbackPort();
-  testing::BackgroundCommand daemon({"/usr/bin/git", "daemon", "--reuseaddr",
+  // The daemon itself, not `git daemon`: that wrapper's child would outlive the test.
+  testing::BackgroundCommand daemon({"/usr/lib/git-core/git-daemon", "--reuseaddr",
                                      "--base-path=" + (dir_ / "origin").string(), "--export-all",
                                      "--listen=127.0.0.1", "--port=" + std::to_string(port),
                                      (dir_ / "origin").string()});
