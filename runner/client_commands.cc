@@ -149,10 +149,31 @@ class SubmitPrinter : public RequestObserver {
   bool started_ = false;
 };
 
+bool ParseNumber(const std::string& text, std::int64_t& number) {
+  if (text.empty() || text.size() > 18 ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  number = std::stoll(text);
+  return number > 0;
+}
+
+enum class BuildCommand { kStop, kDescribe };
+
 // Sends stop: or set_description: and reports; shared by RunStop and RunDescribe.
-int RunBuildCommand(const BuildCommandOptions& o, const std::string& command,
-                    const std::string& function, const Json& workload, std::ostream& out,
+int RunBuildCommand(const BuildCommandOptions& o, BuildCommand which, std::ostream& out,
                     std::ostream& err) {
+  const bool is_stop = which == BuildCommand::kStop;
+  const std::string command = is_stop ? "stop" : "describe";
+  std::int64_t number = 0;
+  if (!ParseNumber(o.number, number)) {
+    err << "gearrun " << command << ": NUMBER must be a build number (1, 2, ...), got '" << o.number
+        << "'\n";
+    return kExitUsage;
+  }
+  const std::string function = (is_stop ? "stop:" : "set_description:") + o.node;
+  Json workload{{"name", o.job}, {"number", number}};
+  if (!is_stop) workload["html_description"] = o.text;
   auto servers = ResolveServers(o.client, command, err);
   if (!servers) return kExitUsage;
   if (auto refused = CheckRegistered(*servers, function, o.node, command, err)) {
@@ -170,7 +191,7 @@ int RunBuildCommand(const BuildCommandOptions& o, const std::string& command,
   }
   switch (result->reply) {
     case GearmanClient::Reply::kComplete:
-      if (command == "stop") {
+      if (is_stop) {
         out << "stopping " << build << ": its kill ladder runs, then its finally steps\n";
       } else {
         out << (result->data.empty() ? "description set for " + build : result->data) << "\n";
@@ -181,21 +202,12 @@ int RunBuildCommand(const BuildCommandOptions& o, const std::string& command,
       return kExitFailed;
     case GearmanClient::Reply::kFail:
       err << "gearrun " << command << ": "
-          << (command == "stop" ? build + " is not running (it has finished or is stopping)"
-                                : "the node refused it")
+          << (is_stop ? build + " is not running (it has finished or is stopping)"
+                      : "the node refused it")
           << "\n";
       return kExitFailed;
   }
   return kExitFailed;
-}
-
-bool ParseNumber(const std::string& text, std::int64_t& number) {
-  if (text.empty() || text.size() > 18 ||
-      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
-  }
-  number = std::stoll(text);
-  return number > 0;
 }
 
 }  // namespace
@@ -284,25 +296,11 @@ int RunSubmit(const SubmitOptions& o, std::ostream& out, std::ostream& err) {
 }
 
 int RunStop(const BuildCommandOptions& o, std::ostream& out, std::ostream& err) {
-  std::int64_t number = 0;
-  if (!ParseNumber(o.number, number)) {
-    err << "gearrun stop: NUMBER must be a build number (1, 2, ...), got '" << o.number << "'\n";
-    return kExitUsage;
-  }
-  return RunBuildCommand(o, "stop", "stop:" + o.node, Json{{"name", o.job}, {"number", number}},
-                         out, err);
+  return RunBuildCommand(o, BuildCommand::kStop, out, err);
 }
 
 int RunDescribe(const BuildCommandOptions& o, std::ostream& out, std::ostream& err) {
-  std::int64_t number = 0;
-  if (!ParseNumber(o.number, number)) {
-    err << "gearrun describe: NUMBER must be a build number (1, 2, ...), got '" << o.number
-        << "'\n";
-    return kExitUsage;
-  }
-  return RunBuildCommand(o, "describe", "set_description:" + o.node,
-                         Json{{"name", o.job}, {"number", number}, {"html_description", o.text}},
-                         out, err);
+  return RunBuildCommand(o, BuildCommand::kDescribe, out, err);
 }
 
 int RunStatus(const StatusOptions& o, std::ostream& out, std::ostream& err) {
@@ -392,8 +390,8 @@ int RunStatus(const StatusOptions& o, std::ostream& out, std::ostream& err) {
 int RunCancel(const CancelOptions& o, std::ostream& out, std::ostream& err) {
   auto servers = ResolveServers(o.client, "cancel", err);
   if (!servers) return kExitUsage;
-  // A handle names no server, and gearmand answers OK for handles it does not know: ask
-  // every server.
+  // A handle does not say which server gave it: ask every server; the one holding the
+  // request answers OK, the others an error.
   std::vector<std::string> errors;
   int done = 0;
   for (const auto& server : *servers) {
@@ -408,7 +406,7 @@ int RunCancel(const CancelOptions& o, std::ostream& out, std::ostream& err) {
     for (const auto& e : errors) err << "  " << e << "\n";
     return kExitRequestFailed;
   }
-  for (const auto& e : errors) err << "gearrun cancel: warning: " << e << "\n";
+  // The other servers' errors are expected: they never held the request.
   out << "cancelled " << o.handle
       << ": a request still waiting in the queue is dropped; one that already runs is not "
          "affected (use gearrun stop)\n";

@@ -1,14 +1,11 @@
 #include "runner/embedded_gearmand.h"
 
-#include <netdb.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <cstdlib>
 
-#include "sandbox/unique_fd.h"
+#include "runner/gearman_admin.h"
 
 namespace gearrun::runner {
 namespace {
@@ -51,27 +48,7 @@ std::string FindGearmand() {
 }  // namespace
 
 bool Listening(const ServerAddress& server, std::chrono::milliseconds timeout) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (::getaddrinfo(server.host.c_str(), std::to_string(server.port).c_str(), &hints, &found) !=
-      0) {
-    return false;
-  }
-  bool ok = false;
-  for (addrinfo* a = found; a != nullptr && !ok; a = a->ai_next) {
-    sandbox::UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) continue;
-    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) continue;
-    pollfd p{.fd = fd.get(), .events = POLLOUT, .revents = 0};
-    int err = 0;
-    socklen_t len = sizeof(err);
-    ok = ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 &&
-         ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-  }
-  ::freeaddrinfo(found);
-  return ok;
+  return ConnectWithin(server, timeout).has_value();
 }
 
 tl::expected<std::unique_ptr<EmbeddedGearmand>, std::string> EmbeddedGearmand::Start(

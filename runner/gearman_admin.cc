@@ -14,16 +14,19 @@
 namespace gearrun::runner {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-int MillisLeft(Clock::time_point deadline) {
+int MillisLeft(SteadyClock::time_point deadline) {
   auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
   return left > 0 ? static_cast<int>(left) : 0;
 }
 
-tl::expected<sandbox::UniqueFd, std::string> Connect(const ServerAddress& server,
-                                                     Clock::time_point deadline) {
+}  // namespace
+
+tl::expected<sandbox::UniqueFd, std::string> ConnectWithin(const ServerAddress& server,
+                                                           std::chrono::milliseconds timeout) {
+  auto deadline = SteadyClock::now() + timeout;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -60,17 +63,19 @@ tl::expected<sandbox::UniqueFd, std::string> Connect(const ServerAddress& server
   return tl::unexpected(error);
 }
 
+namespace {
+
 enum class Reply { kLine, kListing };  // one line, or lines up to "."
 
 // Sends `command` and returns the answer's lines (without the final "." of a listing).
 tl::expected<std::vector<std::string>, std::string> Exchange(const ServerAddress& server,
                                                              std::string command, Reply reply,
                                                              std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
+  auto deadline = SteadyClock::now() + timeout;
   auto fail = [&](const std::string& what) {
     return tl::unexpected(server.ToString() + ": " + what);
   };
-  auto fd = Connect(server, deadline);
+  auto fd = ConnectWithin(server, timeout);
   if (!fd) return fail(fd.error());
   command += "\n";
   std::string_view out = command;
@@ -152,14 +157,16 @@ tl::expected<std::vector<WorkerConnection>, std::string> AdminWorkers(
   if (!lines) return tl::unexpected(lines.error());
   std::vector<WorkerConnection> out;
   for (const auto& line : *lines) {
-    // "<fd> <ip> <client id> : <function> <function> ..."
-    auto colon = line.find(" :");
-    auto head = Split(line.substr(0, colon), ' ');
-    if (colon == std::string::npos || head.size() != 3) {
+    // "<fd> <ip> <client id> : <function> <function> ..."; function names hold no spaces,
+    // so the last " :" ends the client id (which SET_CLIENT_ID does not keep free of them).
+    auto ip = line.find(' ');
+    auto id = ip == std::string::npos ? ip : line.find(' ', ip + 1);
+    auto colon = line.rfind(" :");
+    if (id == std::string::npos || colon == std::string::npos || colon < id) {
       return tl::unexpected(server.ToString() + ": unexpected workers line '" + line + "'");
     }
-    out.push_back({.address = head[1],
-                   .client_id = head[2],
+    out.push_back({.address = line.substr(ip + 1, id - ip - 1),
+                   .client_id = line.substr(id + 1, colon - id - 1),
                    .functions = Split(std::string_view(line).substr(colon + 2), ' ')});
   }
   return out;

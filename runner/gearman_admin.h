@@ -15,8 +15,14 @@
 #include <vector>
 
 #include "runner/config.h"
+#include "sandbox/unique_fd.h"
 
 namespace gearrun::runner {
+
+// A connected, non-blocking TCP socket to `server`, trying each of its addresses, within
+// `timeout` in all. Errors are one line ("Connection refused", "no answer in time").
+[[nodiscard]] tl::expected<sandbox::UniqueFd, std::string> ConnectWithin(
+    const ServerAddress& server, std::chrono::milliseconds timeout);
 
 struct FunctionStatus {
   std::string function;
@@ -36,8 +42,10 @@ struct WorkerConnection {
     const ServerAddress& server, std::chrono::milliseconds timeout);
 [[nodiscard]] tl::expected<std::vector<WorkerConnection>, std::string> AdminWorkers(
     const ServerAddress& server, std::chrono::milliseconds timeout);
-// Removes a request that still waits in the server's queue. gearmand answers OK also for a
-// handle it does not know; the error then says what the server said.
+// Removes a request that still waits in the server's queue. gearmand answers OK for a
+// request it holds (it drops it when a worker next asks for its function, so a second
+// cancel is OK too) and an error for a handle it does not know; the error says what the
+// server answered.
 [[nodiscard]] tl::expected<void, std::string> AdminCancel(const ServerAddress& server,
                                                           std::string_view handle,
                                                           std::chrono::milliseconds timeout);

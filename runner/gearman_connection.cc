@@ -245,10 +245,7 @@ void GearmanConnection::Flush() {
 void GearmanConnection::Drop(std::string reason, TimePoint now) {
   // A connection that lasted counts as a success even if the server never spoke.
   if (state_ == State::kUp && now - up_since_ > std::chrono::seconds(10)) failures_ = 0;
-  fd_.reset();
-  state_ = State::kDown;
-  output_.clear();
-  registered_.clear();
+  Close();
   last_error_ = std::move(reason);
   ++failures_;
   std::uniform_real_distribution<double> jitter(0.8, 1.2);

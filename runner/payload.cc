@@ -59,6 +59,10 @@ tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payloa
     auto it = o.find(key);
     return it != o.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
   };
+  auto boolean = [&](const nlohmann::json& o, const char* key) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_boolean() && it->get<bool>();
+  };
   BuildRecord r;
   r.job = text(j, "name");
   r.number = integer(j, "number", 0);
@@ -74,11 +78,8 @@ tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payloa
       if (!s.is_object()) continue;
       StepRecord step;
       step.name = text(s, "name");
-      auto is_finally = s.find("finally");
-      step.is_finally =
-          is_finally != s.end() && is_finally->is_boolean() && is_finally->get<bool>();
-      auto timed_out = s.find("timed_out");
-      step.timed_out = timed_out != s.end() && timed_out->is_boolean() && timed_out->get<bool>();
+      step.is_finally = boolean(s, "finally");
+      step.timed_out = boolean(s, "timed_out");
       step.result = StepResultFromString(text(s, "result")).value_or(StepResult::kNotRun);
       step.exit_code = static_cast<int>(integer(s, "exit_code", -1));
       step.signal = static_cast<int>(integer(s, "signal", 0));

@@ -96,7 +96,6 @@ Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& sto
     link->conn.SetFunctions({"stop:" + node, "set_description:" + node});
     manager_links_.push_back(std::move(link));
   }
-  executor_busy_.assign(static_cast<std::size_t>(config_.executors), false);
   ApplyFunctions();
 }
 
@@ -118,14 +117,12 @@ void Worker::Post(Event event) {
   (void)!::write(wake_.get(), &one, sizeof(one));
 }
 
-void Worker::Reload() { Post({.kind = Event::Kind::kReload}); }
-void Worker::Shutdown() { Post({.kind = Event::Kind::kShutdown}); }
-
 int Worker::Run(int signal_fd) {
   spdlog::info("serving [node: {}, executors: {}, servers: {}, functions: {}]", config_.node.name,
                config_.executors, config_.servers.size(), registry_.current()->functions.size());
   std::vector<pollfd> fds;
   std::vector<Link*> polled;
+  SteadyClock::time_point last_reap{};
   for (;;) {
     auto now = SteadyClock::now();
     // A GRAB is never abandoned on a live connection (a job could be assigned to nobody):
@@ -133,14 +130,10 @@ int Worker::Run(int signal_fd) {
     for (auto* links : {&executor_links_, &manager_links_}) {
       for (auto& l : *links) {
         if (l->grab != GrabState::kGrabbing || now - l->grab_sent <= kGrabReplyWait) continue;
-        spdlog::warn("no reply to a grab, closing the connection [server: {}, client id: {}]",
-                     l->conn.server().ToString(), l->conn.client_id());
-        l->conn.Drop(
-            "no reply to GRAB_JOB_UNIQ within " + std::to_string(kGrabReplyWait.count()) + "s",
-            now);
-        l->logged_down = true;
-        l->grab = GrabState::kAwake;
-        if (grab_link_ == l.get()) grab_link_ = nullptr;
+        std::string why =
+            "no reply to GRAB_JOB_UNIQ within " + std::to_string(kGrabReplyWait.count()) + "s";
+        l->conn.Drop(why, now);
+        OnLinkDown(*l, /*was_up=*/true, why);
       }
     }
     if (drain_deadline_ && now >= *drain_deadline_) {
@@ -157,11 +150,8 @@ int Worker::Run(int signal_fd) {
     fds.push_back({.fd = signal_fd, .events = POLLIN, .revents = 0});
     auto add_links = [&](std::vector<std::unique_ptr<Link>>& links) {
       for (auto& l : links) {
-        if (l->conn.MaybeConnect(now) && l->conn.state() == GearmanConnection::State::kDown &&
-            !l->logged_down) {
-          spdlog::warn("cannot connect, will retry [server: {}, client id: {}, error: {}]",
-                       l->conn.server().ToString(), l->conn.client_id(), l->conn.last_error());
-          l->logged_down = true;
+        if (l->conn.MaybeConnect(now) && l->conn.state() == GearmanConnection::State::kDown) {
+          OnLinkDown(*l, /*was_up=*/false, l->conn.last_error());
         }
         if (l->conn.state() == GearmanConnection::State::kDown) {
           timeout_ms = std::min(timeout_ms, MillisUntil(l->conn.next_attempt(), now));
@@ -187,19 +177,21 @@ int Worker::Run(int signal_fd) {
       HandleReady(*polled[i], fds[i + 2].revents, now);
     }
     MaybeGrab(now);
-    // Orphans of builds are ours (subreaper); each build also reaps after each step.
-    sandbox::ReapOrphans();
+    // Orphans of builds are ours (subreaper); each build also reaps after each step. Once
+    // a second is enough, not at every packet.
+    if (now - last_reap >= std::chrono::seconds(1)) {
+      sandbox::ReapOrphans();
+      last_reap = now;
+    }
   }
   FlushAndClose();
   return exit_code_;
 }
 
-bool Worker::Done() {
-  if (!running_.empty() || grab_link_ != nullptr || !(draining_ || once_done_)) return false;
+bool Worker::Done() const {
   // Last, the manager: no new grabs, and the outstanding ones answered (or timed out).
-  closing_ = true;
-  return std::none_of(manager_links_.begin(), manager_links_.end(),
-                      [](const auto& l) { return l->grab == GrabState::kGrabbing; });
+  return Closing() && std::none_of(manager_links_.begin(), manager_links_.end(),
+                                   [](const auto& l) { return l->grab == GrabState::kGrabbing; });
 }
 
 void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now) {
@@ -227,18 +219,20 @@ void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now)
     }
     HandlePacket(link, p);
   }
-  if (!ready.error.empty()) {
-    if (was_up || ready.connected) {
-      spdlog::warn("disconnected, will reconnect [server: {}, client id: {}, error: {}]",
-                   link.conn.server().ToString(), link.conn.client_id(), ready.error);
-    } else if (!link.logged_down) {
-      spdlog::warn("cannot connect, will retry [server: {}, client id: {}, error: {}]",
-                   link.conn.server().ToString(), link.conn.client_id(), ready.error);
-    }
-    link.logged_down = true;
-    link.grab = GrabState::kAwake;
-    if (grab_link_ == &link) grab_link_ = nullptr;
+  if (!ready.error.empty()) OnLinkDown(link, was_up || ready.connected, ready.error);
+}
+
+void Worker::OnLinkDown(Link& link, bool was_up, const std::string& error) {
+  if (was_up) {
+    spdlog::warn("disconnected, will reconnect [server: {}, client id: {}, error: {}]",
+                 link.conn.server().ToString(), link.conn.client_id(), error);
+  } else if (!link.logged_down) {  // once per outage, not at every attempt
+    spdlog::warn("cannot connect, will retry [server: {}, client id: {}, error: {}]",
+                 link.conn.server().ToString(), link.conn.client_id(), error);
   }
+  link.logged_down = true;
+  link.grab = GrabState::kAwake;  // what it held is given back
+  if (grab_link_ == &link) grab_link_ = nullptr;
 }
 
 void Worker::HandlePacket(Link& link, const Packet& packet) {
@@ -296,7 +290,7 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
                                 const std::string& unique, const std::string& workload) {
   const int executor = link.executor;
   const std::string& node = config_.node.name;
-  if (!online_ || draining_ || once_done_ || executor_busy_[static_cast<std::size_t>(executor)]) {
+  if (!online_ || draining_ || once_done_ || ExecutorBusy(executor)) {
     std::string why = draining_ ? "is shutting down" : "is offline";
     spdlog::info("request refused, node {} [function: {}, handle: {}]", why, function, handle);
     Refuse(link, handle, "node " + node + " " + why + "; run the build elsewhere");
@@ -336,10 +330,6 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
   rb.executor = executor;
   rb.exclusive = exclusive;
   rb.context = {.manager = node, .worker = ExecutorId(node, executor), .url = ""};
-  executor_busy_[static_cast<std::size_t>(executor)] = true;
-  link.busy = true;
-  starting_ = true;
-  if (exclusive) exclusive_ = true;
   BuildRequest request{.job = job,
                        .params = std::move(*bound),
                        .unique = unique,
@@ -375,7 +365,6 @@ void Worker::HandleBuildStarted(RunningBuild& rb) {
   rb.announced.set_value();
   rb.announced_set = true;
   by_number_[std::make_pair(record.job, record.number)] = &rb;
-  starting_ = false;  // an exclusive build keeps the right through exclusive_
 }
 
 void Worker::HandleStartFailed(RunningBuild& rb) {
@@ -389,21 +378,41 @@ void Worker::HandleStartFailed(RunningBuild& rb) {
     once_done_ = true;
     exit_code_ = 1;
   }
-  starting_ = false;
   Release(rb);
 }
 
-// The end of a build, started or not: its executor and connection are free again.
+// The end of a build, started or not: its executor and connection are free again (and,
+// for an exclusive build, the node's right to grab).
 void Worker::Release(RunningBuild& rb) {
-  rb.link->busy = false;
-  executor_busy_[static_cast<std::size_t>(rb.executor)] = false;
-  // Registration changes held back while the build ran (reload, drain, offline) go out now.
-  ApplyFunctions();
-  if (rb.exclusive) exclusive_ = false;
   if (rb.build) {
     by_number_.erase(std::make_pair(rb.build->record().job, rb.build->record().number));
   }
   std::erase_if(running_, [&](const auto& p) { return p.get() == &rb; });
+  // Registration changes held back while the build ran (reload, drain, offline) go out now.
+  ApplyFunctions();
+}
+
+bool Worker::ExecutorBusy(int executor) const {
+  return std::any_of(running_.begin(), running_.end(),
+                     [&](const auto& b) { return b->executor == executor; });
+}
+
+bool Worker::LinkBusy(const Link& link) const {
+  return std::any_of(running_.begin(), running_.end(),
+                     [&](const auto& b) { return b->link == &link; });
+}
+
+bool Worker::Starting() const {
+  return std::any_of(running_.begin(), running_.end(),
+                     [](const auto& b) { return !b->announced_set; });
+}
+
+bool Worker::Exclusive() const {
+  return std::any_of(running_.begin(), running_.end(), [](const auto& b) { return b->exclusive; });
+}
+
+bool Worker::Closing() const {
+  return running_.empty() && grab_link_ == nullptr && (draining_ || once_done_);
 }
 
 void Worker::HandleStepFinished(RunningBuild& build, int finished, int total) {
@@ -526,12 +535,6 @@ void Worker::HandleEvents() {
       case Event::Kind::kBuildFinished:
         HandleBuildFinished(*e.build);
         break;
-      case Event::Kind::kReload:
-        DoReload();
-        break;
-      case Event::Kind::kShutdown:
-        DoShutdown();
-        break;
     }
   }
 }
@@ -562,7 +565,7 @@ void Worker::DoReload() {
       result.jobs, registry_.current()->functions.size(), result.delta.added.size(),
       result.delta.removed.size(),
       std::count_if(executor_links_.begin(), executor_links_.end(),
-                    [](const auto& l) { return l->busy; }));
+                    [&](const auto& l) { return LinkBusy(*l); }));
   ApplyFunctions();
 }
 
@@ -603,7 +606,7 @@ void Worker::ApplyFunctions() {
     functions.insert(current->functions.begin(), current->functions.end());
   }
   for (auto& l : executor_links_) {
-    if (l->busy) continue;  // changed when its build has ended (HandleBuildFinished)
+    if (LinkBusy(*l)) continue;  // changed when its build has ended (Release)
     bool added = std::any_of(functions.begin(), functions.end(),
                              [&](const auto& f) { return l->conn.registered().count(f) == 0; });
     l->conn.SetFunctions(functions);
@@ -615,21 +618,21 @@ void Worker::ApplyFunctions() {
 
 void Worker::MaybeGrab(SteadyClock::time_point now) {
   for (auto& l : manager_links_) {
-    if (!closing_ && l->conn.up() && l->grab == GrabState::kAwake) {
+    if (!Closing() && l->conn.up() && l->grab == GrabState::kAwake) {
       l->conn.Send(Command::kGrabJobUniq);
       l->grab = GrabState::kGrabbing;
       l->grab_sent = now;
     }
   }
-  if (grab_link_ != nullptr || starting_ || !online_ || draining_ || exclusive_ || once_done_) {
+  if (grab_link_ != nullptr || Starting() || !online_ || draining_ || Exclusive() || once_done_) {
     return;
   }
   const std::size_t servers = config_.servers.size();
-  for (std::size_t e = 0; e < executor_busy_.size(); ++e) {
-    if (executor_busy_[e]) continue;
+  for (int e = 0; e < config_.executors; ++e) {
+    if (ExecutorBusy(e)) continue;
     for (std::size_t k = 0; k < servers; ++k) {
       std::size_t s = (next_server_ + k) % servers;
-      Link& l = *executor_links_[e * servers + s];
+      Link& l = *executor_links_[static_cast<std::size_t>(e) * servers + s];
       if (!l.conn.up() || l.grab != GrabState::kAwake || l.conn.registered().empty()) continue;
       l.conn.Send(Command::kGrabJobUniq);
       l.grab = GrabState::kGrabbing;

@@ -13,9 +13,9 @@
 //     WORK_COMPLETE (final payload) on the connection the request came from;
 //     WORK_EXCEPTION + WORK_FAIL when a request is bad or the build cannot start; WORK_FAIL
 //     for a function the node no longer has;
-//   - control (thread-safe, e.g. from signal handling): Reload() re-reads the jobs and sends
-//     the registration delta; Shutdown() drains (first call) then aborts running builds
-//     (second call).
+//   - signals (a signalfd given to Run()): SIGHUP re-reads the jobs and sends the
+//     registration delta; SIGTERM/SIGINT drains (first), aborts running builds (second),
+//     also stops their finally steps (third).
 //
 //   Worker worker(config, registry, store, clock);
 //   int code = worker.Run(signal_fd);   // returns when drained, or after the --once build
@@ -60,10 +60,6 @@ class Worker {
   // build succeeded and 1 otherwise.
   int Run(int signal_fd);
 
-  // Thread-safe; take effect on the loop thread.
-  void Reload();
-  void Shutdown();
-
  private:
   enum class GrabState { kAwake, kGrabbing, kSleeping };
   struct Link {
@@ -72,21 +68,10 @@ class Worker {
     GrabState grab = GrabState::kAwake;
     std::chrono::steady_clock::time_point grab_sent{};
     bool logged_down = false;  // the current outage has been logged
-    // A build taken on this connection runs: its registrations must not change until the
-    // build has ended, because gearmand re-queues the jobs of a function a connection
-    // drops (CANT_DO, RESET_ABILITIES), and then refuses the running build's result.
-    bool busy = false;
   };
   struct RunningBuild;
   struct Event {
-    enum class Kind {
-      kBuildStarted,
-      kStartFailed,
-      kStepFinished,
-      kBuildFinished,
-      kReload,
-      kShutdown
-    } kind;
+    enum class Kind { kBuildStarted, kStartFailed, kStepFinished, kBuildFinished } kind;
     RunningBuild* build = nullptr;
     int finished = 0;
     int total = 0;
@@ -100,6 +85,9 @@ class Worker {
   void HandleEvents();
   void HandleSignals(int signal_fd);
   void HandleReady(Link& link, short revents, std::chrono::steady_clock::time_point now);
+  // A connection went down or failed to come up: logged once per outage; its GRAB (and
+  // with it the node's right to grab) is given back.
+  void OnLinkDown(Link& link, bool was_up, const std::string& error);
   void HandlePacket(Link& link, const Packet& packet);
   void HandleBuildRequest(Link& link, const std::string& handle, const std::string& function,
                           const std::string& unique, const std::string& workload);
@@ -117,7 +105,20 @@ class Worker {
   void MaybeGrab(std::chrono::steady_clock::time_point now);
   void Refuse(Link& link, const std::string& handle, const std::string& reason);
   bool Deliver(RunningBuild& build, Command command, std::vector<std::string> args);
-  [[nodiscard]] bool Done();
+  // Derived from running_: the node's state is what its builds are.
+  [[nodiscard]] bool ExecutorBusy(int executor) const;
+  // A build taken on this connection runs: its registrations must not change until the
+  // build has ended, because gearmand re-queues the jobs of a function a connection drops
+  // (CANT_DO, RESET_ABILITIES), and then refuses the running build's result.
+  [[nodiscard]] bool LinkBusy(const Link& link) const;
+  // A build taken has no number yet: the node may not grab.
+  [[nodiscard]] bool Starting() const;
+  // An OFFLINE_NODE_WHEN_COMPLETE (or --once) build holds the node's right to grab.
+  [[nodiscard]] bool Exclusive() const;
+  // No build, no executor GRAB open, and draining or done with --once: about to exit; the
+  // manager grabs no more.
+  [[nodiscard]] bool Closing() const;
+  [[nodiscard]] bool Done() const;
   void FlushAndClose();
 
   const ServeConfig& config_;
@@ -126,16 +127,12 @@ class Worker {
   Clock& clock_;
   std::vector<std::unique_ptr<Link>> executor_links_;  // executor-major: [i * servers + s]
   std::vector<std::unique_ptr<Link>> manager_links_;
-  std::vector<bool> executor_busy_;
   std::vector<std::unique_ptr<RunningBuild>> running_;  // from assignment to the end
   // The started ones (with a number), for stop: and set_description:.
   std::map<std::pair<std::string, std::int64_t>, RunningBuild*> by_number_;
 
   Link* grab_link_ = nullptr;  // the executor link whose GRAB is outstanding
-  bool starting_ = false;      // a build taken has no number yet: the node may not grab
-  bool closing_ = false;       // about to exit: the manager grabs no more
   bool online_ = true;
-  bool exclusive_ = false;  // an OFFLINE_NODE_WHEN_COMPLETE build holds the right to grab
   bool draining_ = false;
   int shutdowns_ = 0;
   std::optional<std::chrono::steady_clock::time_point> drain_deadline_;

@@ -29,12 +29,7 @@ class ClientTest : public ::testing::Test {
     ASSERT_TRUE(gearmand_.ready()) << gearmand_.log();
   }
   void TearDown() override {
-    for (auto& s : serves_) {
-      s->Signal(SIGTERM);
-      std::this_thread::sleep_for(200ms);
-      s->Signal(SIGTERM);
-      s->Wait(30s);
-    }
+    for (auto& s : serves_) testing::StopServe(*s);
   }
 
   void WriteJob(const std::string& name, const std::string& body) {
@@ -151,6 +146,20 @@ TEST_F(ClientTest, StopAndDescribeReportTheOutcome) {
   EXPECT_THAT(no_node.err, HasSubstr("Is node n2 running gearrun serve?"));
 }
 
+TEST_F(ClientTest, SubmitTimeoutGivesUpWaitingButNotTheBuild) {
+  WriteJob("slow", "steps: [{run: 'sleep 2'}]\n");
+  Serve("n1", "build:slow");
+  auto r = Client({"submit", "slow", "--timeout", "500ms"});
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no result within the timeout"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return testing::ReadFile(dir_ / "state-n1/builds/slow/1/build.json").find("\"SUCCESS\"") !=
+               std::string::npos;
+      },
+      10s));
+}
+
 TEST_F(ClientTest, StatusShowsFunctionsAndNodes) {
   WriteJob("hello", "steps: [{run: 'true'}]\n");
   Serve("n1", "build:hello", 2);
@@ -177,6 +186,9 @@ TEST_F(ClientTest, CancelRemovesAQueuedRequest) {
   EXPECT_EQ(testing::QueuedFor(gearmand_.port(), "build:later"), 1);
   auto cancelled = Client({"cancel", handle});
   EXPECT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  auto unknown = Client({"cancel", "H:nowhere:1"});
+  EXPECT_EQ(unknown.exit_code, 4);
+  EXPECT_THAT(unknown.err, HasSubstr("H:nowhere:1 was not cancelled"));
   // gearmand drops a cancelled request when a worker next asks for the function: the node
   // that comes up never runs it.
   WriteJob("later", "steps: [{run: 'true'}]\n");

@@ -91,6 +91,13 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
   return true;
 }
 
+void StopServe(BackgroundCommand& serve) {
+  serve.Signal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  serve.Signal(SIGTERM);
+  serve.Wait(std::chrono::seconds(30));
+}
+
 bool ProcessAlive(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text;

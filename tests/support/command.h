@@ -53,6 +53,10 @@ class BackgroundCommand {
   std::unique_ptr<State> state_;
 };
 
+// Ends a `gearrun serve` whatever it is doing: SIGTERM (drain), and 200 ms later a second
+// one (abort running builds; two sent at once would arrive as one), then waits up to 30 s.
+void StopServe(BackgroundCommand& serve);
+
 // Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(5));
