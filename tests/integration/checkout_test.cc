@@ -8,6 +8,7 @@
 
 #include "tests/support/command.h"
 #include "tests/support/gearman.h"
+#include "tests/support/git_repo.h"
 
 namespace gearrun {
 namespace {
@@ -22,15 +23,14 @@ class CheckoutTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ::unsetenv("GEARMAN_SERVERS");
-    Git({"init", "-q", "-b", "main", repo().string()});
-    Commit("README", "first\n", "first commit");
-    first_ = Head();
-    Git({"-C", repo().string(), "tag", "v1"});
-    Git({"-C", repo().string(), "checkout", "-q", "-b", "feature"});
-    Commit("feature.txt", "feature\n", "on feature");
-    Git({"-C", repo().string(), "checkout", "-q", "main"});
-    Commit("README", "second\n", "second commit");
-    Git({"-C", repo().string(), "update-ref", "refs/changes/01/1/1", first_});
+    repo_.Commit("README", "first\n", "first commit");
+    first_ = repo_.Head();
+    repo_.Git({"tag", "v1"});
+    repo_.Git({"checkout", "-q", "-b", "feature"});
+    repo_.Commit("feature.txt", "feature\n", "on feature");
+    repo_.Git({"checkout", "-q", "main"});
+    repo_.Commit("README", "second\n", "second commit");
+    repo_.Git({"update-ref", "refs/changes/01/1/1", first_});
     dir_.Write("jobs/co.yaml", R"(name: co
 parameters: {REPO: {required: true}, REF: {default: main}}
 checkout: {url: "${REPO}", ref: "${REF}", path: src}
@@ -39,25 +39,8 @@ steps:
 )");
   }
 
-  std::filesystem::path repo() const { return dir_ / "origin/project"; }
-
-  // The git CLI, only to make the test's repositories (gearrun itself uses libgit2).
-  void Git(std::vector<std::string> args) {
-    args.insert(args.begin(), {"/usr/bin/git", "-c", "user.name=t", "-c", "user.email=t@t", "-c",
-                               "init.defaultBranch=main"});
-    auto r =
-        RunCommand(args, {.env = {{"HOME", dir_.path().string()}, {"GIT_CONFIG_NOSYSTEM", "1"}}});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-  void Commit(const std::string& file, const std::string& text, const std::string& message) {
-    dir_.Write("origin/project/" + file, text);
-    Git({"-C", repo().string(), "add", file});
-    Git({"-C", repo().string(), "commit", "-q", "-m", message});
-  }
-  std::string Head() {
-    auto r = RunCommand({"/usr/bin/git", "-C", repo().string(), "rev-parse", "HEAD"});
-    return r.out.substr(0, 40);
-  }
+  std::filesystem::path repo() const { return repo_.path(); }
+  std::string Head() const { return repo_.Head(); }
 
   testing::CommandResult Run(const std::string& url, const std::string& ref) {
     return RunCommand({kGearrun, "run", "co", "--jobs", (dir_ / "jobs").string(), "--state-dir",
@@ -66,6 +49,7 @@ steps:
   }
 
   testing::TempDir dir_;
+  testing::GitRepo repo_{dir_ / "origin/project"};
   std::string first_;
 };
 
@@ -95,20 +79,15 @@ TEST_F(CheckoutTest, TheMirrorIsReusedAndOnlyNewObjectsAreFetched) {
   EXPECT_EQ(first.exit_code, 0) << first.out << first.err;
   auto again = Run(url, "main");
   EXPECT_THAT(again.out, HasSubstr("(0 new objects fetched)")) << again.out;
-  Commit("NEW", "new\n", "third commit");
+  repo_.Commit("NEW", "new\n", "third commit");
   auto after = Run(url, "main");
   EXPECT_THAT(after.out, HasSubstr("checked out " + Head())) << after.out;
   EXPECT_THAT(after.out, ::testing::Not(HasSubstr("(0 new objects fetched)")));
 }
 
 TEST_F(CheckoutTest, WorksThroughGitDaemon) {
-  int port = testing::FreeLoopbackPort();
-  // The daemon itself, not `git daemon`: that wrapper's child would outlive the test.
-  testing::BackgroundCommand daemon({"/usr/lib/git-core/git-daemon", "--reuseaddr",
-                                     "--base-path=" + (dir_ / "origin").string(), "--export-all",
-                                     "--listen=127.0.0.1", "--port=" + std::to_string(port),
-                                     (dir_ / "origin").string()});
-  std::string url = "git://127.0.0.1:" + std::to_string(port) + "/project";
+  testing::GitDaemon daemon(dir_ / "origin");
+  std::string url = daemon.url("project");
   testing::CommandResult r;
   // The daemon takes a moment to listen; the checkout's own retries cover the rest.
   for (int i = 0; i < 20; ++i) {
@@ -118,7 +97,6 @@ TEST_F(CheckoutTest, WorksThroughGitDaemon) {
   }
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("checked out " + first_));
-  daemon.Signal(SIGTERM);
 }
 
 TEST_F(CheckoutTest, AnUnreachableRemoteMeansTheBuildCouldNotStart) {

@@ -211,8 +211,8 @@ finally: [{name: cleanup, run: 'sleep 1; echo cleaned up'}]
   auto build = client_.Start("build:slow", "{}");
   ASSERT_TRUE(build->WaitForEvent(Kind::kData, 10s)) << Stderr();
   // The shell creates the file before it writes the pid: wait for the whole line.
-  ASSERT_TRUE(
-      WaitFor([&] { return testing::ReadFile(dir_ / "state/workspace/slow/pid").ends_with("\n"); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return testing::ReadFile(dir_ / "state/workspace/slow/pid").ends_with("\n"); }));
   int pid = std::stoi(testing::ReadFile(dir_ / "state/workspace/slow/pid"));
 
   auto described = client_.Submit(
@@ -483,8 +483,8 @@ TEST_F(ServeTest, KillNineThenRestartLeavesNothingOfTheOldBuild) {
   auto build = client_.Start("build:slow", "{}");
   ASSERT_TRUE(build->WaitForEvent(Kind::kData, 10s));
   // The shell creates the file before it writes the pid: wait for the whole line.
-  ASSERT_TRUE(
-      WaitFor([&] { return testing::ReadFile(dir_ / "state/workspace/slow/pid").ends_with("\n"); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return testing::ReadFile(dir_ / "state/workspace/slow/pid").ends_with("\n"); }));
   int pid = std::stoi(testing::ReadFile(dir_ / "state/workspace/slow/pid"));
   serve_->Signal(SIGKILL);
   serve_->Wait(10s);
