@@ -302,13 +302,20 @@ struct Container::State {
   // Kill ladder ---------------------------------------------------------------------------
 
   // Polls `target` every tick (delivering output meanwhile) until nothing is alive or
-  // `until`; records every pid seen alive in `seen`.
+  // `until`; records every pid seen alive in `seen`. A process seen before that is still
+  // inside exit() counts as alive: the cookie scan stops finding it as soon as its memory
+  // is gone, before it has let go of everything else.
   bool WaitUntilGone(const KillTarget& target, Clock::time_point until, OutputSink& sink,
                      std::unordered_set<pid_t>& seen) {
     for (;;) {
       std::vector<pid_t> live = target.live();
       seen.insert(live.begin(), live.end());
-      if (live.empty()) return true;
+      if (live.empty() && std::none_of(seen.begin(), seen.end(), [](pid_t pid) {
+            auto stat = ReadProcStat(pid);
+            return stat && stat->exiting();
+          })) {
+        return true;
+      }
       auto now = Clock::now();
       if (now >= until) return false;
       auto left = std::chrono::ceil<milliseconds>(until - now);

@@ -34,6 +34,11 @@ struct ProcStat {
 
   // A zombie or dead task: it runs no code any more, only its parent can make it go away.
   [[nodiscard]] bool exited() const { return state == 'Z' || state == 'X'; }
+  // Inside exit(), not yet a zombie: its memory (and with it its environment) may already be
+  // gone while it still holds files and sockets.
+  [[nodiscard]] bool exiting() const {
+    return (flags & 0x00000004U) != 0 && !exited();
+  }  // PF_EXITING
 };
 
 // Parses the text of /proc/<pid>/stat. The command name may contain spaces and ')', so the
