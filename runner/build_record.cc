@@ -125,6 +125,7 @@ std::string ToJson(const BuildRecord& r) {
                               {"leftovers_killed", r.leftovers_killed},
                               {"log_capped", r.log_capped},
                               {"checkout_commit", r.checkout_commit},
+                              {"jobs_commit", r.jobs_commit},
                               {"runner_pid", r.runner_pid},
                               {"runner_start", r.runner_start},
                               {"cookie", r.cookie},
@@ -157,6 +158,7 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
     r.log_capped = j.value("log_capped", false);
     r.runner_pid = j.value("runner_pid", 0);
     r.checkout_commit = j.value("checkout_commit", "");
+    r.jobs_commit = j.value("jobs_commit", "");
     r.runner_start = j.value("runner_start", "");
     r.cookie = j.value("cookie", "");
     r.cgroup = j.value("cgroup", "");

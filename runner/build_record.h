@@ -72,6 +72,7 @@ struct BuildRecord {
   std::vector<StepRecord> steps;  // steps then finally steps, in order
   std::string workspace;
   std::string checkout_commit;  // the commit the job's checkout got, if it has one
+  std::string jobs_commit;      // the jobs repository's commit the job came from, if any
   std::string containment;      // "cgroup" or "process-group"
   int leftovers_killed = 0;     // processes still alive at the end of the build
   bool log_capped = false;

@@ -117,6 +117,7 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
     record.dropped_parameters.push_back(MaskSecrets(d, secrets));
   }
   record.unique = MaskSecrets(request.unique, secrets);
+  record.jobs_commit = request.jobs_commit;
   record.started_at = FormatTimestamp(clock.WallNow());
   record.runner_pid = ::getpid();
   record.runner_start = ProcessStartId(record.runner_pid);

@@ -54,7 +54,8 @@ struct NodeSettings {
 struct BuildRequest {
   std::shared_ptr<const jobs::JobSpec> job;
   jobs::BoundRequest params;
-  std::string unique;  // Gearman unique id; empty for local builds
+  std::string unique;       // Gearman unique id; empty for local builds
+  std::string jobs_commit;  // the jobs repository's commit `job` came from; empty: local files
   int executor = 0;
   int tee_fd = -1;  // copy the log here as it is written (gearrun run: the terminal)
   // The build's stop control, when the caller must be able to stop it before Start()

@@ -127,6 +127,18 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       "--jobs", serve.jobs,
       std::string("Job file or directory (searched for *.yaml, *.yml); default ") +
           kDefaultJobsDir);
+  serve_cmd->add_option("--jobs-git", serve.jobs_git,
+                        "Take the job files from this git repository instead (fetched into the "
+                        "state directory, followed as it changes; docs/jobs-from-git.md)");
+  serve_cmd->add_option("--jobs-ref", serve.jobs_ref,
+                        "With --jobs-git: the branch, tag or commit to follow; default the "
+                        "repository's default branch");
+  serve_cmd->add_option("--jobs-path", serve.jobs_path,
+                        "With --jobs-git: the folder of job files inside the repository; "
+                        "default all of it");
+  serve_cmd->add_option("--jobs-poll", serve.jobs_poll,
+                        "With --jobs-git: how often to fetch, e.g. 60s (the default); 0 only on "
+                        "SIGHUP");
   serve_cmd->add_option("--drain-timeout", serve.drain_timeout,
                         "On SIGTERM, how long running builds may take before they are aborted, "
                         "e.g. 30m; default no limit");

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "jobs/duration.h"
 #include "jobs/labels.h"
@@ -21,7 +22,7 @@ namespace gearrun::runner {
 namespace {
 
 // Settings, with the shape of their value. A list may be given as one scalar too.
-enum class Shape { kScalar, kList, kMapping };
+enum class Shape { kScalar, kList, kMapping, kScalarOrMapping };
 struct Setting {
   std::string_view key;
   Shape shape;
@@ -30,7 +31,7 @@ const std::vector<Setting>& Settings() {
   static const std::vector<Setting> settings = {
       {"servers", Shape::kList},          {"node", Shape::kScalar},
       {"labels", Shape::kList},           {"executors", Shape::kScalar},
-      {"jobs", Shape::kScalar},           {"state_dir", Shape::kScalar},
+      {"jobs", Shape::kScalarOrMapping},  {"state_dir", Shape::kScalar},
       {"workspace_root", Shape::kScalar}, {"pass_through", Shape::kList},
       {"env_allowlist", Shape::kList},    {"log_cap", Shape::kScalar},
       {"limits", Shape::kMapping},        {"memory_max", Shape::kScalar},
@@ -102,6 +103,37 @@ std::optional<std::string> Apply(ServeConfig& c, std::string_view key,
   } else if (key == "jobs") {
     if (one.empty()) return "expected a job file or directory";
     c.jobs = one;
+    c.jobs_git.reset();
+  } else if (key == "jobs{}") {  // the mapping form: jobs from git
+    JobsFromGit git = c.jobs_git.value_or(JobsFromGit{});
+    for (const auto& v : values) {
+      auto eq = v.find('=');
+      std::string name = v.substr(0, eq);
+      std::string value = eq == std::string::npos ? "" : v.substr(eq + 1);
+      if (name == "git") {
+        if (value.empty()) return "git: expected the repository's URL";
+        git.url = value;
+      } else if (name == "ref") {
+        git.ref = value;
+      } else if (name == "path") {
+        std::filesystem::path path = std::filesystem::path(value).lexically_normal();
+        if (path.is_absolute() || (!path.empty() && *path.begin() == "..")) {
+          return "path: '" + value + "' must be relative to the repository's top folder";
+        }
+        git.path = path == "." ? std::filesystem::path() : path;
+      } else if (name == "poll") {
+        auto d = jobs::ParseDuration(value);
+        if (!d) return "poll: " + d.error() + " (0 fetches only on SIGHUP)";
+        git.poll = *d;
+      } else {
+        return "unknown key '" + name + "' (known: git, ref, path, poll)";
+      }
+    }
+    if (git.url.empty()) {
+      return "no repository: give jobs: {git: URL, ...} in the configuration file or --jobs-git "
+             "URL (a plain path means a local folder)";
+    }
+    c.jobs_git = std::move(git);
   } else if (key == "state_dir") {
     if (one.empty()) return "expected a directory";
     c.node.state_dir = one;
@@ -243,7 +275,14 @@ tl::expected<void, std::string> ApplyFile(ServeConfig& config, const std::filesy
     const YAML::Mark& at = value.IsNull() ? key_node.Mark() : value.Mark();
     std::vector<std::string> values;
     bool ok = true;
-    if (setting->shape == Shape::kMapping) {
+    std::string apply_key = key;
+    if (setting->shape == Shape::kScalarOrMapping && value.IsMap()) {
+      apply_key = key + "{}";
+      for (auto m = value.begin(); ok && m != value.end(); ++m) {
+        ok = m->first.IsScalar() && m->second.IsScalar();
+        if (ok) values.push_back(m->first.Scalar() + "=" + m->second.Scalar());
+      }
+    } else if (setting->shape == Shape::kMapping) {
       ok = value.IsMap();
       for (auto m = value.begin(); ok && m != value.end(); ++m) {
         ok = m->first.IsScalar() && m->second.IsScalar();
@@ -262,10 +301,12 @@ tl::expected<void, std::string> ApplyFile(ServeConfig& config, const std::filesy
     if (!ok) {
       std::string_view what = setting->shape == Shape::kMapping ? "a mapping of names to values"
                               : setting->shape == Shape::kList  ? "a value or a list of values"
-                                                                : "a single value";
+                              : setting->shape == Shape::kScalarOrMapping
+                                  ? "a single value or a mapping"
+                                  : "a single value";
       return tl::unexpected(Position(file, at) + ": " + key + ": expected " + std::string(what));
     }
-    if (auto problem = Apply(config, key, values)) {
+    if (auto problem = Apply(config, apply_key, values)) {
       return tl::unexpected(Position(file, at) + ": " + key + ": " + *problem);
     }
   }
@@ -378,7 +419,17 @@ tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags) 
   scalar("--node", "node", flags.node);
   list("--labels", "labels", flags.labels);
   scalar("--executors", "executors", flags.executors);
+  if (flags.jobs && flags.jobs_git) {
+    return tl::unexpected(
+        std::string("--jobs and --jobs-git: give one (a local folder, or a repository)"));
+  }
   scalar("--jobs", "jobs", flags.jobs);
+  for (auto [flag, name, v] : {std::tuple{"--jobs-git", "git", &flags.jobs_git},
+                               std::tuple{"--jobs-ref", "ref", &flags.jobs_ref},
+                               std::tuple{"--jobs-path", "path", &flags.jobs_path},
+                               std::tuple{"--jobs-poll", "poll", &flags.jobs_poll}}) {
+    if (*v) given.push_back({flag, "jobs{}", {std::string(name) + "=" + **v}});
+  }
   scalar("--state-dir", "state_dir", flags.state_dir);
   scalar("--workspace-root", "workspace_root", flags.workspace_root);
   list("--pass-through", "pass_through", flags.pass_through);

@@ -38,12 +38,22 @@ struct ServerAddress {
 
 enum class LogFormat { kText, kJson };
 
+// Job definitions from a git repository (`jobs: {git: URL, ref: main, path: jobs/, poll: 60s}`),
+// followed by runner/git_jobs.h.
+struct JobsFromGit {
+  std::string url;             // anything libgit2 fetches from; may hold credentials
+  std::string ref;             // branch, tag, ref or commit id; empty: the remote's HEAD
+  std::filesystem::path path;  // the folder (or file) inside the repository; empty: all of it
+  std::chrono::milliseconds poll{std::chrono::seconds(60)};  // 0: only on SIGHUP
+};
+
 struct ServeConfig {
   std::vector<ServerAddress> servers;  // never empty once loaded
   bool servers_configured = false;     // false: the default 127.0.0.1:4730 was used
   NodeSettings node;                   // name, labels, state dir, limits, log cap ...
   int executors = 1;
-  std::filesystem::path jobs;
+  std::filesystem::path jobs;           // a local file or folder, unless jobs_git
+  std::optional<JobsFromGit> jobs_git;  // set: the jobs come from this repository
   jobs::RequestPolicy request_policy;
   jobs::KillSpec kill;                                     // for jobs that do not set `kill`
   std::optional<std::chrono::milliseconds> drain_timeout;  // nullopt: wait for builds
@@ -60,6 +70,10 @@ struct ServeFlags {
   std::vector<std::string> labels;  // each may hold several, comma or space separated
   std::optional<std::string> executors;
   std::optional<std::string> jobs;
+  std::optional<std::string> jobs_git;  // --jobs-git URL, --jobs-ref, --jobs-path, --jobs-poll
+  std::optional<std::string> jobs_ref;
+  std::optional<std::string> jobs_path;
+  std::optional<std::string> jobs_poll;
   std::optional<std::string> state_dir;
   std::optional<std::string> workspace_root;
   std::vector<std::string> pass_through;

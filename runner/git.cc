@@ -817,7 +817,7 @@ tl::expected<GitCheckoutResult, std::string> CheckoutFromMirror(const fs::path& 
 }
 
 tl::expected<void, std::string> ExportTree(const fs::path& mirror, std::string_view commit,
-                                           const fs::path& dest_dir) {
+                                           const fs::path& dest_dir, const fs::path& subdir) {
   GitLibrary library;
   const std::string failed = "cannot export " + std::string(commit) + " of mirror " +
                              mirror.string() + " into " + dest_dir.string() + ": ";
@@ -836,6 +836,24 @@ tl::expected<void, std::string> ExportTree(const fs::path& mirror, std::string_v
   git_commit_free(raw_commit);
   if (rc != 0) return tl::unexpected(failed + GitMessage(""));
   Tree tree(raw_tree);
+  if (fs::path sub = subdir.lexically_normal(); !sub.empty() && sub != "." && sub != "./") {
+    std::string name = sub.string();
+    while (name.ends_with('/')) name.pop_back();
+    git_tree_entry* raw_entry = nullptr;
+    if (git_tree_entry_bypath(&raw_entry, tree.get(), name.c_str()) != 0) {
+      git_error_clear();
+      return tl::unexpected(failed + "there is no '" + name + "' in it");
+    }
+    TreeEntry entry(raw_entry);
+    if (git_tree_entry_type(entry.get()) != GIT_OBJECT_TREE) {
+      return tl::unexpected(failed + "'" + name + "' in it is not a folder");
+    }
+    git_tree* raw_subtree = nullptr;
+    if (git_tree_lookup(&raw_subtree, repo->get(), git_tree_entry_id(entry.get())) != 0) {
+      return tl::unexpected(failed + GitMessage(""));
+    }
+    tree = Tree(raw_subtree);
+  }
 
   fs::path target = dest_dir.lexically_normal();
   if (!target.has_filename()) target = target.parent_path();

@@ -129,12 +129,14 @@ struct GitCheckoutResult {
 
 // Writes the files of `commit` (anything ResolveInMirror takes) in `mirror` into dest_dir, a
 // plain folder without .git: regular files (executable bit kept), symbolic links, and an
-// empty folder for each submodule. The tree is written to a temporary sibling folder and then
-// swapped in with one rename, so a reader of dest_dir sees the old tree or the new one, never
-// a mix; what dest_dir held before is removed. No network.
+// empty folder for each submodule. With `subdir` (a folder of the commit, relative), only
+// what is in that folder; an error when the commit has no such folder. The tree is written to a
+// temporary sibling folder and then swapped in with one rename, so a reader of dest_dir sees the
+// old tree or the new one, never a mix; what dest_dir held before is removed. No network.
 [[nodiscard]] tl::expected<void, std::string> ExportTree(const std::filesystem::path& mirror,
                                                          std::string_view commit,
-                                                         const std::filesystem::path& dest_dir);
+                                                         const std::filesystem::path& dest_dir,
+                                                         const std::filesystem::path& subdir = {});
 
 // `url` without its credentials, for messages and for what is written to disk:
 // "https://user:secret@host/x.git" -> "https://host/x.git" (the whole userinfo goes: a token

@@ -31,15 +31,19 @@ JobRegistry::JobRegistry(std::vector<std::filesystem::path> paths, jobs::LabelSe
       options_(options),
       current_(std::make_shared<const JobSet>()) {}
 
-JobRegistry::ReloadResult JobRegistry::Reload() {
+JobRegistry::ReloadResult JobRegistry::Reload() { return Reload(paths_, ""); }
+
+JobRegistry::ReloadResult JobRegistry::Reload(const std::vector<std::filesystem::path>& paths,
+                                              std::string commit) {
   ReloadResult result;
-  jobs::LoadReport report = jobs::LoadJobs(paths_, options_);
+  jobs::LoadReport report = jobs::LoadJobs(paths, options_);
   if (!report.ok()) {
     result.errors = std::move(report.errors);
     result.jobs = static_cast<int>(current()->jobs.size());
     return result;
   }
   auto next = std::make_shared<JobSet>();
+  next->commit = std::move(commit);
   next->functions = jobs::FunctionNames(report.jobs, node_labels_);
   for (auto& job : report.jobs) {
     next->jobs.push_back(std::make_shared<const jobs::JobSpec>(std::move(job)));
@@ -57,14 +61,17 @@ std::shared_ptr<const JobSet> JobRegistry::current() const {
   return current_;
 }
 
-std::shared_ptr<const jobs::JobSpec> JobRegistry::FindByFunction(std::string_view function) const {
-  auto set = current();
-  if (!std::binary_search(set->functions.begin(), set->functions.end(), function)) return nullptr;
+std::shared_ptr<const jobs::JobSpec> JobSet::FindByFunction(std::string_view function) const {
+  if (!std::binary_search(functions.begin(), functions.end(), function)) return nullptr;
   std::string_view name = JobOfFunction(function);
-  for (const auto& job : set->jobs) {
+  for (const auto& job : jobs) {
     if (job->name == name) return job;
   }
   return nullptr;
+}
+
+std::shared_ptr<const jobs::JobSpec> JobRegistry::FindByFunction(std::string_view function) const {
+  return current()->FindByFunction(function);
 }
 
 }  // namespace gearrun::runner

@@ -45,6 +45,11 @@ struct FunctionDelta {
 struct JobSet {
   std::vector<std::shared_ptr<const jobs::JobSpec>> jobs;
   std::vector<std::string> functions;  // on this node, sorted, unique
+  std::string commit;  // the jobs repository's commit they came from; empty: local files
+
+  // The job behind a function of this set; null when it has none.
+  [[nodiscard]] std::shared_ptr<const jobs::JobSpec> FindByFunction(
+      std::string_view function) const;
 };
 
 class JobRegistry {
@@ -58,7 +63,10 @@ class JobRegistry {
     FunctionDelta delta;              // registrations to change (empty when !ok)
     int jobs = 0;                     // jobs in force afterwards
   };
+  // From the paths given at construction.
   ReloadResult Reload();
+  // From `paths` instead (a jobs repository's export), recording `commit` in the JobSet.
+  ReloadResult Reload(const std::vector<std::filesystem::path>& paths, std::string commit);
 
   [[nodiscard]] std::shared_ptr<const JobSet> current() const;
   // The job behind a function this node registers; null when it has none (any more).

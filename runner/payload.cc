@@ -32,6 +32,7 @@ std::string FinalPayload(const BuildRecord& record, const PayloadContext& contex
   j["unique"] = record.unique;
   j["duration_ms"] = record.duration_ms;
   j["reason"] = record.reason;
+  if (!record.jobs_commit.empty()) j["jobs_commit"] = record.jobs_commit;
   Json steps = Json::array();
   for (const auto& s : record.steps) {
     steps.push_back({{"name", s.name},
@@ -72,6 +73,7 @@ tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payloa
   r.node = text(j, "node_name");
   r.reason = text(j, "reason");
   r.unique = text(j, "unique");
+  r.jobs_commit = text(j, "jobs_commit");
   r.duration_ms = integer(j, "duration_ms", 0);
   if (auto steps = j.find("steps"); steps != j.end() && steps->is_array()) {
     for (const auto& s : *steps) {

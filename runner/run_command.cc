@@ -13,6 +13,8 @@
 #include "runner/build_service.h"
 #include "runner/check_command.h"
 #include "runner/cli.h"
+#include "runner/git.h"
+#include "runner/git_jobs.h"
 #include "runner/recovery.h"
 #include "runner/summary.h"
 #include "sandbox/reaper.h"
@@ -113,8 +115,23 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
     err << "gearrun run: " << config.error() << "\n";
     return kExitUsage;
   }
-  auto job = FindJob(options, options.jobs ? std::filesystem::path(*options.jobs) : config->jobs,
-                     {.default_kill = config->kill}, err);
+  std::filesystem::path jobs_dir = config->jobs;
+  std::string jobs_commit;
+  if (options.jobs) {
+    jobs_dir = *options.jobs;
+  } else if (config->jobs_git) {
+    // The definitions the node's `gearrun serve` last loaded from the repository.
+    auto last = GitJobs::LastGoodJobs(*config->jobs_git, config->node.state_dir);
+    if (!last) {
+      err << "gearrun run: the configuration takes its jobs from "
+          << RedactUrl(config->jobs_git->url) << ", and gearrun serve has not loaded them into "
+          << config->node.state_dir.string() << " yet; give --jobs, or start gearrun serve once\n";
+      return kExitUsage;
+    }
+    jobs_dir = last->dir;
+    jobs_commit = last->commit;
+  }
+  auto job = FindJob(options, jobs_dir, {.default_kill = config->kill}, err);
   if (!job) return kExitUsage;
 
   jobs::RequestParameters params;
@@ -164,10 +181,13 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   StopSignals signals(**stopper);
   SystemClock clock;
   BuildStore store(settings.state_dir);
-  auto build = Build::Start(
-      settings,
-      {.job = job, .params = std::move(*bound), .tee_fd = STDOUT_FILENO, .stopper = stopper->get()},
-      clock, store);
+  auto build = Build::Start(settings,
+                            {.job = job,
+                             .params = std::move(*bound),
+                             .jobs_commit = jobs_commit,
+                             .tee_fd = STDOUT_FILENO,
+                             .stopper = stopper->get()},
+                            clock, store);
   if (!build) {
     err << "gearrun run: the build could not start: " << build.error().reason << "\n";
     return kExitFailed;

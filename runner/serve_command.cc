@@ -4,11 +4,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "jobs/labels.h"
 #include "runner/cli.h"
 #include "runner/embedded_gearmand.h"
+#include "runner/git.h"
+#include "runner/git_jobs.h"
 #include "runner/job_registry.h"
 #include "runner/logging.h"
 #include "runner/recovery.h"
@@ -29,7 +32,9 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
 
   JobRegistry registry({config->jobs}, jobs::MakeNodeLabels(node.name, node.labels),
                        {.default_kill = config->kill});
-  auto loaded = registry.Reload();
+  // Local job files are checked before anything starts; a jobs repository is fetched once
+  // the state directory is ours (its mirror and exports live there).
+  auto loaded = config->jobs_git ? JobRegistry::ReloadResult{.ok = true} : registry.Reload();
   if (!loaded.ok) {
     for (const auto& e : loaded.errors) err << e.ToString() << "\n";
     err << "gearrun serve: " << loaded.errors.size()
@@ -42,6 +47,33 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
   if (!lock) {
     err << "gearrun serve: " << lock.error() << "\n";
     return kExitUsage;
+  }
+
+  ConfigureLogging(config->log_level, config->log_format);
+  // Before SIGTERM and SIGINT are blocked: a fetch that hangs (libgit2 1.5 has no network
+  // timeout) still ends at SIGTERM, with nothing to clean up yet. A SIGHUP waits (a fetch is
+  // what it asks for).
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  if (::sigprocmask(SIG_BLOCK, &hangup, nullptr) != 0) {
+    err << "gearrun serve: sigprocmask: " << std::strerror(errno) << "\n";
+    return kExitFailed;
+  }
+  std::unique_ptr<GitJobs> git_jobs;
+  if (config->jobs_git) {
+    git_jobs = std::make_unique<GitJobs>(*config->jobs_git, node.state_dir, registry);
+    auto first = git_jobs->Load();
+    if (!first) {
+      spdlog::error("cannot start: {}", first.error());
+      return kExitUsage;
+    }
+    spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}, commit: {}{}]", first->jobs,
+                 registry.current()->functions.size(), RedactUrl(config->jobs_git->url),
+                 first->commit, first->offline ? ", offline" : "");
+  } else {
+    spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", loaded.jobs,
+                 registry.current()->functions.size(), config->jobs.string());
   }
 
   // Signals are taken through a signalfd by the event loop; blocked before any thread
@@ -59,7 +91,6 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
     return kExitFailed;
   }
 
-  ConfigureLogging(config->log_level, config->log_format);
   // Orphans of builds are re-parented to us, so that nothing escapes and all is reaped.
   if (auto ok = sandbox::BecomeSubreaper(); !ok) spdlog::warn("{}", ok.error().ToString());
 
@@ -70,9 +101,6 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
                  l.record.job, l.record.number, l.processes_killed,
                  l.error.empty() ? "" : ", error: " + l.error);
   }
-  spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", loaded.jobs,
-               registry.current()->functions.size(), config->jobs.string());
-
   // The embedded default: no server configured and none on 127.0.0.1:4730.
   std::unique_ptr<EmbeddedGearmand> gearmand;
   if (!config->servers_configured) {
@@ -99,13 +127,25 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
     spdlog::error("cannot start: {}", worker.error());
     return kExitFailed;
   }
+  if (git_jobs) {
+    Worker& w = **worker;
+    git_jobs->Start([&w] { w.JobsChanged(); });
+    w.OnReload([&git_jobs] { git_jobs->PollNow(); });
+  }
   int code = (*worker)->Run(signal_fd.get());
+  // Before the worker it tells of changes goes.
+  const bool fetch_left_behind = git_jobs && !git_jobs->Stop();
   worker->reset();  // every result is out: the embedded gearmand may go
   if (gearmand) {
     gearmand.reset();
     spdlog::info("embedded gearmand stopped");
   }
   spdlog::info("stopped [exit code: {}]", code);
+  if (fetch_left_behind) {
+    // A thread is still inside libgit2: exit handlers would tear down what it uses.
+    spdlog::default_logger()->flush();
+    std::_Exit(code);
+  }
   return code;
 }
 

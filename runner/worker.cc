@@ -296,7 +296,8 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
     Refuse(link, handle, "node " + node + " " + why + "; run the build elsewhere");
     return;
   }
-  auto job = registry_.FindByFunction(function);
+  auto jobs = registry_.current();
+  auto job = jobs->FindByFunction(function);
   if (!job || link.conn.registered().count(function) == 0) {
     spdlog::warn("request for a function this node does not have [function: {}, handle: {}]",
                  function, handle);
@@ -333,6 +334,7 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
   BuildRequest request{.job = job,
                        .params = std::move(*bound),
                        .unique = unique,
+                       .jobs_commit = jobs->commit,
                        .executor = executor,
                        .stopper = rb.stopper.get()};
   rb.thread = std::thread(
@@ -535,6 +537,9 @@ void Worker::HandleEvents() {
       case Event::Kind::kBuildFinished:
         HandleBuildFinished(*e.build);
         break;
+      case Event::Kind::kJobsChanged:
+        HandleJobsChanged();
+        break;
     }
   }
 }
@@ -543,7 +548,11 @@ void Worker::HandleSignals(int signal_fd) {
   signalfd_siginfo info{};
   while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
     if (info.ssi_signo == SIGHUP) {
-      DoReload();
+      if (on_reload_) {
+        on_reload_();
+      } else {
+        DoReload();
+      }
     } else {
       spdlog::info("signal received [signal: {}]", ::strsignal(static_cast<int>(info.ssi_signo)));
       DoShutdown();
@@ -559,15 +568,24 @@ void Worker::DoReload() {
                   result.errors.size());
     return;
   }
-  spdlog::info(
-      "jobs reloaded [jobs: {}, functions: {}, added: {}, removed: {}, held back on busy "
-      "connections until their builds end: {}]",
-      result.jobs, registry_.current()->functions.size(), result.delta.added.size(),
-      result.delta.removed.size(),
-      std::count_if(executor_links_.begin(), executor_links_.end(),
-                    [&](const auto& l) { return LinkBusy(*l); }));
+  spdlog::info("jobs reloaded [jobs: {}, functions: {}, added: {}, removed: {}]", result.jobs,
+               registry_.current()->functions.size(), result.delta.added.size(),
+               result.delta.removed.size());
+  HandleJobsChanged();
+}
+
+void Worker::HandleJobsChanged() {
+  auto busy = std::count_if(executor_links_.begin(), executor_links_.end(),
+                            [&](const auto& l) { return LinkBusy(*l); });
+  if (busy > 0) {
+    spdlog::info("registration changes held back until their builds end [connections: {}]", busy);
+  }
   ApplyFunctions();
 }
+
+void Worker::OnReload(std::function<void()> reload) { on_reload_ = std::move(reload); }
+
+void Worker::JobsChanged() { Post({.kind = Event::Kind::kJobsChanged}); }
 
 void Worker::DoShutdown() {
   ++shutdowns_;

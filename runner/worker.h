@@ -13,9 +13,10 @@
 //     WORK_COMPLETE (final payload) on the connection the request came from;
 //     WORK_EXCEPTION + WORK_FAIL when a request is bad or the build cannot start; WORK_FAIL
 //     for a function the node no longer has;
-//   - signals (a signalfd given to Run()): SIGHUP re-reads the jobs and sends the
-//     registration delta; SIGTERM/SIGINT drains (first), aborts running builds (second),
-//     also stops their finally steps (third).
+//   - signals (a signalfd given to Run()): SIGHUP re-reads the jobs (or does what OnReload
+//     says: fetch the jobs repository) and sends the registration delta; JobsChanged() does
+//     the same for definitions reloaded on another thread; SIGTERM/SIGINT drains (first), aborts
+//     running builds (second), also stops their finally steps (third).
 //
 //   Worker worker(config, registry, store, clock);
 //   int code = worker.Run(signal_fd);   // returns when drained, or after the --once build
@@ -27,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -60,6 +62,13 @@ class Worker {
   // build succeeded and 1 otherwise.
   int Run(int signal_fd);
 
+  // What SIGHUP does instead of re-reading the job files (jobs from git: fetch now). Call
+  // before Run(); runs on the loop thread, so it must not block.
+  void OnReload(std::function<void()> reload);
+  // The registry's definitions changed (reloaded on another thread): registrations follow.
+  // Thread-safe.
+  void JobsChanged();
+
  private:
   enum class GrabState { kAwake, kGrabbing, kSleeping };
   struct Link {
@@ -71,7 +80,13 @@ class Worker {
   };
   struct RunningBuild;
   struct Event {
-    enum class Kind { kBuildStarted, kStartFailed, kStepFinished, kBuildFinished } kind;
+    enum class Kind {
+      kBuildStarted,
+      kStartFailed,
+      kStepFinished,
+      kBuildFinished,
+      kJobsChanged
+    } kind;
     RunningBuild* build = nullptr;
     int finished = 0;
     int total = 0;
@@ -99,6 +114,7 @@ class Worker {
   void Release(RunningBuild& build);
   void HandleBuildFinished(RunningBuild& build);
   void DoReload();
+  void HandleJobsChanged();
   void DoShutdown();
   void GoOffline(const std::string& why);
   void ApplyFunctions();
@@ -139,6 +155,8 @@ class Worker {
   bool once_done_ = false;  // --once: the build has ended and its result went out
   int exit_code_ = 0;
   std::size_t next_server_ = 0;
+
+  std::function<void()> on_reload_;
 
   sandbox::UniqueFd wake_;  // eventfd: events are waiting
   std::mutex events_mu_;

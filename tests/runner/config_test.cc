@@ -147,6 +147,56 @@ TEST(ServeConfigTest, FlagErrorsNameTheFlag) {
             "/nonexistent.yaml: cannot read the configuration file");
 }
 
+TEST(ServeConfigTest, JobsFromGit) {
+  testing::TempDir dir;
+  auto file = dir.Write("node.yaml", R"(
+jobs: {git: "https://git.example.org/ci/jobs.git", ref: main, path: jobs/, poll: 5m}
+)");
+  auto c = LoadServeConfig({.config_file = file});
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c->jobs_git);
+  EXPECT_EQ(c->jobs_git->url, "https://git.example.org/ci/jobs.git");
+  EXPECT_EQ(c->jobs_git->ref, "main");
+  EXPECT_EQ(c->jobs_git->path, "jobs/");
+  EXPECT_EQ(c->jobs_git->poll, std::chrono::minutes(5));
+
+  // Flags change parts of it; --jobs (a local folder) replaces it.
+  auto flags = LoadServeConfig({.config_file = file, .jobs_ref = "stable", .jobs_poll = "0"});
+  ASSERT_TRUE(flags) << flags.error();
+  EXPECT_EQ(flags->jobs_git->url, "https://git.example.org/ci/jobs.git");
+  EXPECT_EQ(flags->jobs_git->ref, "stable");
+  EXPECT_EQ(flags->jobs_git->poll, std::chrono::milliseconds(0));
+  auto local = LoadServeConfig({.config_file = file, .jobs = "/srv/jobs"});
+  ASSERT_TRUE(local) << local.error();
+  EXPECT_FALSE(local->jobs_git);
+  EXPECT_EQ(local->jobs, "/srv/jobs");
+
+  // Defaults: the remote's default branch, the whole repository, every minute.
+  auto defaults = LoadServeConfig({.jobs_git = "file:///srv/jobs.git"});
+  ASSERT_TRUE(defaults) << defaults.error();
+  EXPECT_EQ(defaults->jobs_git->ref, "");
+  EXPECT_EQ(defaults->jobs_git->path, "");
+  EXPECT_EQ(defaults->jobs_git->poll, std::chrono::seconds(60));
+}
+
+TEST(ServeConfigTest, JobsFromGitErrors) {
+  EXPECT_EQ(ConfigError("jobs: {ref: main}\n"),
+            "node.yaml:1:7: jobs: no repository: give jobs: {git: URL, ...} in the configuration "
+            "file or --jobs-git URL (a plain path means a local folder)");
+  EXPECT_EQ(ConfigError("jobs: {git: x, branch: main}\n"),
+            "node.yaml:1:7: jobs: unknown key 'branch' (known: git, ref, path, poll)");
+  EXPECT_EQ(ConfigError("jobs: {git: x, path: ../up}\n"),
+            "node.yaml:1:7: jobs: path: '../up' must be relative to the repository's top folder");
+  EXPECT_THAT(ConfigError("jobs: {git: x, poll: often}\n"),
+              HasSubstr("node.yaml:1:7: jobs: poll: expected a duration"));
+  EXPECT_EQ(ConfigError("jobs: [a, b]\n"),
+            "node.yaml:1:7: jobs: expected a single value or a mapping");
+  EXPECT_THAT(LoadServeConfig({.jobs_ref = "main"}).error(),
+              HasSubstr("--jobs-ref: no repository"));
+  EXPECT_THAT(LoadServeConfig({.jobs = "/a", .jobs_git = "file:///b"}).error(),
+              HasSubstr("give one"));
+}
+
 TEST(StateLockTest, SecondHolderIsRefusedWithThePid) {
   testing::TempDir dir;
   auto first = StateLock::Acquire(dir.path() / "state");

@@ -128,6 +128,11 @@ TEST(ExamplesTest, NodeConfigsFitTheirWayOfRunning) {
   EXPECT_TRUE(farm.drain_timeout) << "systemctl stop must not wait forever";
   EXPECT_EQ(farm.jobs, "/etc/gearrun/jobs");
 
+  ServeConfig from_git = LoadExample("jobs-from-git.yaml");
+  ASSERT_TRUE(from_git.jobs_git);
+  EXPECT_EQ(from_git.jobs_git->ref, "main");
+  EXPECT_EQ(from_git.jobs_git->path, "jobs");
+
   ServeConfig cloud = LoadExample("cloud.yaml");
   EXPECT_TRUE(cloud.once);
   EXPECT_EQ(cloud.executors, 1);

@@ -52,7 +52,16 @@ TEST(PayloadTest, FinalPayloadAddsResultAndDetails) {
   ASSERT_EQ(j["steps"].size(), 1u);
   EXPECT_EQ(j["steps"][0]["name"], "compile");
   EXPECT_EQ(j["steps"][0]["exit_code"], 0);
-  EXPECT_FALSE(j.contains("parameters"));  // never: secrets stay out of payloads
+  EXPECT_FALSE(j.contains("parameters"));   // never: secrets stay out of payloads
+  EXPECT_FALSE(j.contains("jobs_commit"));  // local job files
+}
+
+TEST(PayloadTest, FinalPayloadNamesTheJobsCommitAndParsesBack) {
+  BuildRecord record = Record();
+  record.jobs_commit = std::string(40, 'a');
+  Json j = Json::parse(FinalPayload(record, kContext));
+  EXPECT_EQ(j["jobs_commit"], record.jobs_commit);
+  EXPECT_EQ(ParseFinalPayload(j.dump())->jobs_commit, record.jobs_commit);
 }
 
 TEST(PayloadTest, BuildReferenceForms) {
