@@ -101,7 +101,8 @@ struct ServeFlags {
 [[nodiscard]] std::optional<std::uint64_t> ParseSize(std::string_view text);
 
 // Errors are one line: "<file>:<line>:<column>: <setting>: <what is wrong>" or
-// "--<flag>: <what is wrong>".
+// "--<flag>: <what is wrong>". Whether this process can apply the limits is for the
+// commands to check (sandbox::CheckLimits): a file is valid for the machine it is meant for.
 [[nodiscard]] tl::expected<ServeConfig, std::string> LoadServeConfig(const ServeFlags& flags);
 
 }  // namespace gearrun::runner

@@ -17,6 +17,7 @@
 #include "runner/git_jobs.h"
 #include "runner/recovery.h"
 #include "runner/summary.h"
+#include "sandbox/process.h"
 #include "sandbox/reaper.h"
 
 namespace gearrun::runner {
@@ -113,6 +114,10 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   auto config = LoadServeConfig(options.node);
   if (!config) {
     err << "gearrun run: " << config.error() << "\n";
+    return kExitUsage;
+  }
+  if (auto ok = sandbox::CheckLimits(config->node.limits, sandbox::ReadOwnLimits()); !ok) {
+    err << "gearrun run: limits: " << ok.error() << "\n";
     return kExitUsage;
   }
   std::filesystem::path jobs_dir = config->jobs;

@@ -17,6 +17,7 @@
 #include "runner/recovery.h"
 #include "runner/state_lock.h"
 #include "runner/worker.h"
+#include "sandbox/process.h"
 #include "sandbox/reaper.h"
 #include "sandbox/unique_fd.h"
 
@@ -29,6 +30,11 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
     return kExitUsage;
   }
   const NodeSettings& node = config->node;
+  // Found now rather than at every step of every build (each would end NOT_BUILT).
+  if (auto ok = sandbox::CheckLimits(node.limits, sandbox::ReadOwnLimits()); !ok) {
+    err << "gearrun serve: limits: " << ok.error() << "\n";
+    return kExitUsage;
+  }
 
   JobRegistry registry({config->jobs}, jobs::MakeNodeLabels(node.name, node.labels),
                        {.default_kill = config->kill});

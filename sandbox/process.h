@@ -106,6 +106,21 @@ struct Outcome {
 
 [[nodiscard]] std::string_view ToString(Outcome::Ending ending);
 
+// What this process can give its children: its own hard limits (nullopt: unlimited), whether
+// it may raise them (CAP_SYS_RESOURCE), and the kernel's ceiling for open files.
+struct OwnLimits {
+  std::optional<std::uint64_t> core_bytes, open_files, processes, address_space_bytes;
+  bool can_raise = false;
+  std::uint64_t nr_open = 1048576;  // fs.nr_open
+};
+// Reads them from getrlimit, /proc/self/status (CapEff) and /proc/sys/fs/nr_open.
+[[nodiscard]] OwnLimits ReadOwnLimits();
+
+// Whether every limit in `limits` can be set in a child, which Run() would otherwise find out
+// at every step. Errors name the limit ("nofile=1048577"), what stops it and what to change.
+[[nodiscard]] tl::expected<void, std::string> CheckLimits(const ResourceLimits& limits,
+                                                          const OwnLimits& own);
+
 // Finds the file to execute for `argv0` as Command documents it. Errors: ENOENT (not
 // found; the message names the PATH searched), EACCES (found but not executable).
 [[nodiscard]] tl::expected<std::filesystem::path, Error> ResolveProgram(

@@ -55,6 +55,21 @@ steps:
   EXPECT_THAT(Read("state/builds/hello/1/log"), HasSubstr("hello tester from build 1"));
 }
 
+TEST_F(RunTest, ALimitAboveWhatGearrunMayGiveIsRefusedBeforeAnyBuild) {
+  auto job = Job("name: limited\nsteps: [{run: 'ulimit -n'}]\n");
+  auto argv = testing::UnderNofileLimit(1024, Run(job.string(), {"--limit", "nofile=4096"}));
+  auto refused = RunCommand(argv);
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("limits: nofile=4096 is above gearrun's own hard limit "
+                                     "(1024), which it may not raise (no CAP_SYS_RESOURCE)"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "state/builds/limited"));
+  // Within it, the build runs with the limit.
+  argv.back() = "nofile=512";
+  auto within = RunCommand(argv);
+  EXPECT_EQ(within.exit_code, 0) << within.err;
+  EXPECT_THAT(within.out, HasSubstr("\n512\n"));
+}
+
 TEST_F(RunTest, NumbersIncreaseAcrossRuns) {
   auto job = Job("name: counter\nsteps: [{run: 'echo number $BUILD_NUMBER'}]\n");
   EXPECT_THAT(RunCommand(Run(job.string())).out, HasSubstr("number 1"));

@@ -525,6 +525,11 @@ TEST_F(ServeTest, InvalidConfigurationAndSecondRunnerAreRefused) {
   auto bad = testing::RunCommand(ServeArgs({"--executors", "zero"}));
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("--executors"));
+  // A limit gearrun could not give any step: refused at start, not NOT_BUILT at every build.
+  auto over =
+      testing::RunCommand(testing::UnderNofileLimit(1024, ServeArgs({"--limit", "nofile=4096"})));
+  EXPECT_EQ(over.exit_code, 2) << over.err;
+  EXPECT_THAT(over.err, HasSubstr("gearrun serve: limits: nofile=4096 is above gearrun's own"));
   Serve("build:guava", 1, {"--executors", "1"});
   auto second = testing::RunCommand(ServeArgs({"--executors", "1"}));
   EXPECT_EQ(second.exit_code, 2);

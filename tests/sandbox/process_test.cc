@@ -1,6 +1,8 @@
 #include "sandbox/process.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -98,6 +100,41 @@ TEST(ProcessTest, PathIsUnderComparesWholeComponents) {
 TEST(ProcessTest, EndingNames) {
   EXPECT_EQ(ToString(Outcome::Ending::kExited), "exited");
   EXPECT_EQ(ToString(Outcome::Ending::kTimedOut), "timed out");
+}
+
+TEST(CheckLimitsTest, ALimitAboveTheOwnHardLimitNeedsTheRightToRaiseIt) {
+  OwnLimits own{.core_bytes = 0,
+                .open_files = 1024,
+                .processes = std::nullopt,
+                .address_space_bytes = std::nullopt,
+                .can_raise = false,
+                .nr_open = 2048};
+  EXPECT_TRUE(CheckLimits({}, own));
+  EXPECT_TRUE(CheckLimits({.core_bytes = 0, .open_files = 1024, .processes = 1u << 20}, own));
+  auto nofile = CheckLimits({.open_files = 1025}, own);
+  ASSERT_FALSE(nofile);
+  EXPECT_EQ(nofile.error(),
+            "nofile=1025 is above gearrun's own hard limit (1024), which it may not raise (no "
+            "CAP_SYS_RESOURCE): raise gearrun's hard limit (LimitNOFILE= in the unit, ulimit "
+            "-Hn) or lower this one");
+  EXPECT_FALSE(CheckLimits({.core_bytes = 1}, own));
+  own.can_raise = true;
+  EXPECT_TRUE(CheckLimits({.core_bytes = 1, .open_files = 2048}, own));
+  auto ceiling = CheckLimits({.open_files = 2049}, own);
+  ASSERT_FALSE(ceiling);
+  EXPECT_EQ(ceiling.error(),
+            "nofile=2049 is above the kernel's ceiling for open files (fs.nr_open = 2048): lower "
+            "it, or raise fs.nr_open");
+}
+
+TEST(CheckLimitsTest, OwnLimitsAreThoseOfThisProcess) {
+  OwnLimits own = ReadOwnLimits();
+  rlimit nofile{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  EXPECT_EQ(own.open_files, nofile.rlim_max == RLIM_INFINITY
+                                ? std::nullopt
+                                : std::optional<std::uint64_t>(nofile.rlim_max));
+  EXPECT_GE(own.nr_open, 1024u);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <boost/process.hpp>
 #include <fstream>
@@ -122,6 +123,17 @@ std::filesystem::path TempDir::Write(const std::string& relative, const std::str
   std::filesystem::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary) << text;
   return p;
+}
+
+std::vector<std::string> UnderNofileLimit(int open_files, const std::vector<std::string>& argv) {
+  std::string limit = std::to_string(open_files);
+  std::vector<std::string> wrapped = {"/usr/bin/prlimit", "--nofile=" + limit + ":" + limit};
+  if (::geteuid() == 0) {
+    wrapped.insert(wrapped.end(), {"/usr/bin/setpriv", "--bounding-set=-sys_resource",
+                                   "--inh-caps=-sys_resource", "--"});
+  }
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  return wrapped;
 }
 
 }  // namespace gearrun::testing

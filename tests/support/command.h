@@ -57,6 +57,10 @@ class BackgroundCommand {
 // one (abort running builds; two sent at once would arrive as one), then waits up to 30 s.
 void StopServe(BackgroundCommand& serve);
 
+// `argv` run with a hard limit of `open_files` open files, and without the right to raise it
+// (as root: CAP_SYS_RESOURCE dropped), through prlimit(1) and setpriv(1).
+std::vector<std::string> UnderNofileLimit(int open_files, const std::vector<std::string>& argv);
+
 // Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(5));
