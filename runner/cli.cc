@@ -113,7 +113,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   auto* serve_cmd = app.add_subcommand(
       "serve",
       "Serve builds to Gearman clients (Zuul, gear, gearrun submit) the way a Jenkins node with "
-      "the Gearman plugin does. SIGHUP reloads the job files; SIGTERM drains (a second one "
+      "the Gearman plugin does. SIGHUP reloads the job files (with --jobs-git: fetches now); "
+      "SIGTERM drains (a second one "
       "aborts running builds). Exit 0 when stopped; with --once 0 when the build succeeded, "
       "1 when not; 2 invalid configuration.");
   serve_cmd
