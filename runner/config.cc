@@ -120,7 +120,10 @@ std::optional<std::string> Apply(ServeConfig& c, std::string_view key,
         if (path.is_absolute() || (!path.empty() && *path.begin() == "..")) {
           return "path: '" + value + "' must be relative to the repository's top folder";
         }
-        git.path = path == "." ? std::filesystem::path() : path;
+        // "jobs/" and "jobs" alike (messages name files as jobs/x.yaml); "" for the top.
+        std::string text = path.string();
+        while (text.ends_with('/')) text.pop_back();
+        git.path = text == "." ? "" : text;
       } else if (name == "poll") {
         auto d = jobs::ParseDuration(value);
         if (!d) return "poll: " + d.error() + " (0 fetches only on SIGHUP)";

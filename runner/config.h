@@ -43,7 +43,7 @@ enum class LogFormat { kText, kJson };
 struct JobsFromGit {
   std::string url;             // anything libgit2 fetches from; may hold credentials
   std::string ref;             // branch, tag, ref or commit id; empty: the remote's HEAD
-  std::filesystem::path path;  // the folder (or file) inside the repository; empty: all of it
+  std::filesystem::path path;  // the folder inside the repository, no trailing '/'; empty: all
   std::chrono::milliseconds poll{std::chrono::seconds(60)};  // 0: only on SIGHUP
 };
 

@@ -29,13 +29,6 @@ std::string Short(const std::string& commit) { return commit.substr(0, 12); }
 
 fs::path Root(const fs::path& state_dir) { return state_dir / "jobs-git"; }
 
-// The repository's folder as messages and `good` write it: "jobs", or "" for all of it.
-std::string PathText(const fs::path& path) {
-  std::string text = path.lexically_normal().string();
-  while (text.ends_with('/')) text.pop_back();
-  return text == "." ? "" : text;
-}
-
 // The commit `good` names, if it came from this URL, ref and path.
 std::optional<std::string> ReadGood(const fs::path& root, const JobsFromGit& settings) {
   std::ifstream in(root / "good");
@@ -44,7 +37,7 @@ std::optional<std::string> ReadGood(const fs::path& root, const JobsFromGit& set
   text << in.rdbuf();
   auto j = nlohmann::json::parse(text.str(), nullptr, false);
   if (!j.is_object() || j.value("url", "") != RedactUrl(settings.url) ||
-      j.value("ref", "") != settings.ref || j.value("path", "") != PathText(settings.path)) {
+      j.value("ref", "") != settings.ref || j.value("path", "") != settings.path.string()) {
     return std::nullopt;
   }
   std::string commit = j.value("commit", "");
@@ -69,7 +62,7 @@ struct GitJobs::Shared {
 GitJobs::GitJobs(JobsFromGit settings, const fs::path& state_dir, JobRegistry& registry)
     : settings_(std::move(settings)),
       url_(RedactUrl(settings_.url)),
-      path_(PathText(settings_.path)),
+      path_(settings_.path.string()),
       cache_root_(state_dir / "git"),
       root_(Root(state_dir)),
       registry_(registry) {}

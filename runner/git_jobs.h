@@ -92,12 +92,12 @@ class GitJobs {
                                        const std::string& commit, bool reuse);
   // Records `current_` as the last good commit and removes every other export.
   void KeepOnlyCurrent();
-  // One poll's work after its fetch (on the polling thread, holding Shared::mu).
+  // One poll's work after its fetch (on the polling thread, holding Shared::work).
   void Poll(bool manual, const tl::expected<GitFetchResult, std::string>& fetched);
 
   const JobsFromGit settings_;
   const std::string url_;   // without credentials
-  const std::string path_;  // settings_.path as written in messages: "jobs", or ""
+  const std::string path_;  // settings_.path: "jobs", or "" for the whole repository
   const std::filesystem::path cache_root_;
   const std::filesystem::path root_;  // <state>/jobs-git
   JobRegistry& registry_;

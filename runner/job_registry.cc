@@ -70,8 +70,4 @@ std::shared_ptr<const jobs::JobSpec> JobSet::FindByFunction(std::string_view fun
   return nullptr;
 }
 
-std::shared_ptr<const jobs::JobSpec> JobRegistry::FindByFunction(std::string_view function) const {
-  return current()->FindByFunction(function);
-}
-
 }  // namespace gearrun::runner

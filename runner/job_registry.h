@@ -8,7 +8,8 @@
 //   auto result = registry.Reload();
 //   for (const auto& e : result.errors) Log(e.ToString());
 //   Send(result.delta.added, result.delta.removed);
-//   auto job = registry.FindByFunction("build:guava:ubuntu");   // shared_ptr, may be null
+//   auto jobs = registry.current();                  // a snapshot: jobs, functions, commit
+//   auto job = jobs->FindByFunction("build:guava:ubuntu");   // shared_ptr, may be null
 //
 // Thread-safe: Reload() and readers may run concurrently; readers get a consistent
 // snapshot (a shared_ptr that stays valid while they use it).
@@ -69,9 +70,6 @@ class JobRegistry {
   ReloadResult Reload(const std::vector<std::filesystem::path>& paths, std::string commit);
 
   [[nodiscard]] std::shared_ptr<const JobSet> current() const;
-  // The job behind a function this node registers; null when it has none (any more).
-  [[nodiscard]] std::shared_ptr<const jobs::JobSpec> FindByFunction(
-      std::string_view function) const;
 
  private:
   const std::vector<std::filesystem::path> paths_;

@@ -40,13 +40,15 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
                        {.default_kill = config->kill});
   // Local job files are checked before anything starts; a jobs repository is fetched once
   // the state directory is ours (its mirror and exports live there).
-  auto loaded = config->jobs_git ? JobRegistry::ReloadResult{.ok = true} : registry.Reload();
-  if (!loaded.ok) {
-    for (const auto& e : loaded.errors) err << e.ToString() << "\n";
-    err << "gearrun serve: " << loaded.errors.size()
-        << " error(s) in the job files; nothing started (gearrun check " << config->jobs.string()
-        << " shows them too)\n";
-    return kExitUsage;
+  if (!config->jobs_git) {
+    auto loaded = registry.Reload();
+    if (!loaded.ok) {
+      for (const auto& e : loaded.errors) err << e.ToString() << "\n";
+      err << "gearrun serve: " << loaded.errors.size()
+          << " error(s) in the job files; nothing started (gearrun check " << config->jobs.string()
+          << " shows them too)\n";
+      return kExitUsage;
+    }
   }
 
   auto lock = StateLock::Acquire(node.state_dir);
@@ -78,7 +80,7 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
                  registry.current()->functions.size(), RedactUrl(config->jobs_git->url),
                  first->commit, first->offline ? ", offline" : "");
   } else {
-    spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", loaded.jobs,
+    spdlog::info("jobs loaded [jobs: {}, functions: {}, from: {}]", registry.current()->jobs.size(),
                  registry.current()->functions.size(), config->jobs.string());
   }
 

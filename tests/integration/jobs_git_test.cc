@@ -219,6 +219,7 @@ TEST_P(JobsFromGitFileTest, RunUsesTheDefinitionsTheNodeLoaded) {
       testing::RunCommand({kGearrun, "run", "hello", "--config", (dir_ / "node.yaml").string()});
   EXPECT_EQ(after.exit_code, 0) << after.err;
   EXPECT_THAT(after.out, HasSubstr("hello"));
+  EXPECT_EQ(Record("hello", 1)["jobs_commit"], repo_.Head());
 }
 
 INSTANTIATE_TEST_SUITE_P(File, JobsFromGitFileTest, ::testing::Values(Transport::kFile),

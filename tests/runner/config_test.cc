@@ -157,14 +157,16 @@ jobs: {git: "https://git.example.org/ci/jobs.git", ref: main, path: jobs/, poll:
   ASSERT_TRUE(c->jobs_git);
   EXPECT_EQ(c->jobs_git->url, "https://git.example.org/ci/jobs.git");
   EXPECT_EQ(c->jobs_git->ref, "main");
-  EXPECT_EQ(c->jobs_git->path, "jobs/");
+  EXPECT_EQ(c->jobs_git->path, "jobs");  // written jobs/
   EXPECT_EQ(c->jobs_git->poll, std::chrono::minutes(5));
 
   // Flags change parts of it; --jobs (a local folder) replaces it.
-  auto flags = LoadServeConfig({.config_file = file, .jobs_ref = "stable", .jobs_poll = "0"});
+  auto flags = LoadServeConfig(
+      {.config_file = file, .jobs_ref = "stable", .jobs_path = "./", .jobs_poll = "0"});
   ASSERT_TRUE(flags) << flags.error();
   EXPECT_EQ(flags->jobs_git->url, "https://git.example.org/ci/jobs.git");
   EXPECT_EQ(flags->jobs_git->ref, "stable");
+  EXPECT_EQ(flags->jobs_git->path, "");
   EXPECT_EQ(flags->jobs_git->poll, std::chrono::milliseconds(0));
   auto local = LoadServeConfig({.config_file = file, .jobs = "/srv/jobs"});
   ASSERT_TRUE(local) << local.error();

@@ -61,17 +61,17 @@ TEST_F(JobRegistryTest, ABrokenFileChangesNothing) {
   EXPECT_THAT(result.errors[0].ToString(), HasSubstr("broken.yaml:4:5: unknown key 'retires'"));
   EXPECT_TRUE(result.delta.empty());
   EXPECT_EQ(registry_.current(), before);  // the very same definitions
-  EXPECT_EQ(registry_.FindByFunction("build:new"), nullptr);
-  EXPECT_NE(registry_.FindByFunction("build:a"), nullptr);
+  EXPECT_EQ(registry_.current()->FindByFunction("build:new"), nullptr);
+  EXPECT_NE(registry_.current()->FindByFunction("build:a"), nullptr);
 }
 
 TEST_F(JobRegistryTest, FindByFunction) {
   dir_.Write("a.yaml", "name: a\nnode: ubuntu || arm\nsteps: [{run: x}]\n");
   ASSERT_TRUE(registry_.Reload().ok);
-  ASSERT_NE(registry_.FindByFunction("build:a:ubuntu"), nullptr);
-  EXPECT_EQ(registry_.FindByFunction("build:a:ubuntu")->name, "a");
-  EXPECT_EQ(registry_.FindByFunction("build:a:arm"), nullptr);  // not registered here
-  EXPECT_EQ(registry_.FindByFunction("build:zzz"), nullptr);
+  ASSERT_NE(registry_.current()->FindByFunction("build:a:ubuntu"), nullptr);
+  EXPECT_EQ(registry_.current()->FindByFunction("build:a:ubuntu")->name, "a");
+  EXPECT_EQ(registry_.current()->FindByFunction("build:a:arm"), nullptr);  // not registered here
+  EXPECT_EQ(registry_.current()->FindByFunction("build:zzz"), nullptr);
 }
 
 }  // namespace
