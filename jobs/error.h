@@ -13,6 +13,7 @@ enum class ErrorCode {
   kSyntax,      // not valid YAML
   kInvalid,     // valid YAML, but not a valid job definition
   kDuplicate,   // the same job name defined twice
+  kLimit,       // over a limit that keeps loading bounded (size, documents, depth, aliases)
   kBadRequest,  // a build request that cannot be run as sent
 };
 

@@ -37,6 +37,24 @@ bool IsValidVariableName(std::string_view name) {
                      [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
 
+std::string JobNameProblem(std::string_view name) {
+  bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+  if (name.empty()) return "must not be empty";
+  if (!chars_ok) {
+    return "may use only letters, digits, '.', '_' and '-' (it becomes a Gearman function name "
+           "and a directory name)";
+  }
+  if (name.size() > kMaxJobNameLength) {
+    return "at most " + std::to_string(kMaxJobNameLength) + " characters, got " +
+           std::to_string(name.size());
+  }
+  if (name == "." || name == "..") return "is not a usable directory name";
+  return "";
+}
+
 namespace {
 
 struct SignalEntry {

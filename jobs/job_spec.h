@@ -99,6 +99,19 @@ struct JobSpec {
 // [A-Za-z_][A-Za-z0-9_]*
 [[nodiscard]] bool IsValidVariableName(std::string_view name);
 
+inline constexpr std::size_t kMaxJobNameLength = 100;
+
+// The longest string one argument or one NAME=value of a step can be: Linux's MAX_ARG_STRLEN
+// (32 pages) less the terminating NUL; execve() fails with E2BIG for a longer one. The loader
+// refuses longer scripts, env values and defaults, and a request longer values.
+inline constexpr std::size_t kMaxVariableBytes = 32 * 4096 - 1;
+
+// Why `name` cannot be a job name, or empty when it can: 1 to kMaxJobNameLength letters,
+// digits, '.', '_' and '-', not "." or "..". A job name becomes a Gearman function name and a
+// directory name, so a name from outside (a stop: request) is checked with this before any
+// file is touched.
+[[nodiscard]] std::string JobNameProblem(std::string_view name);
+
 // Signal names as job files write them ("TERM", "SIGTERM", "9"); nullopt when unknown.
 [[nodiscard]] std::optional<int> ParseSignal(std::string_view text);
 // "TERM" for SIGTERM; the number as text for a signal without a name here.

@@ -1,6 +1,7 @@
 #include "jobs/labels.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace gearrun::jobs {
 
@@ -51,7 +52,9 @@ bool IsAtomChar(std::string_view text, size_t pos) {
 
 }  // namespace
 
-// Recursive descent over the text, one token of lookahead.
+// Recursive descent over the text, one token of lookahead. Operators are emitted after their
+// operands (postfix). The recursion is bounded: ParseBinary recurses a fixed number of levels
+// per '(' or '!', and those are counted against kMaxLabelNesting.
 class LabelExpr::Parser {
  public:
   Parser(std::string_view text, LabelExpr& out) : text_(text), out_(out) {}
@@ -88,7 +91,7 @@ class LabelExpr::Parser {
       pos_ += kLevels[level].token.size();
       auto right = ParseBinary(level + 1);
       if (!right) return right;
-      left = Add({.op = kLevels[level].op, .left = *left, .right = *right});
+      left = Add({.op = kLevels[level].op});
     }
     return left;
   }
@@ -97,19 +100,15 @@ class LabelExpr::Parser {
     SkipSpace();
     if (pos_ == text_.size()) return Fail("expected a label at the end", pos_);
     char c = text_[pos_];
-    if (c == '!') {
-      ++pos_;
-      auto operand = ParseUnary();
-      if (!operand) return operand;
-      return Add({.op = Op::kNot, .left = *operand});
-    }
-    if (c == '(') {
-      size_t open = pos_++;
-      auto inner = ParseBinary(0);
-      if (!inner) return inner;
-      SkipSpace();
-      if (pos_ == text_.size() || text_[pos_] != ')') return Fail("unbalanced '('", open);
-      ++pos_;
+    if (c == '!' || c == '(') {
+      if (depth_ == kMaxLabelNesting) {
+        return Fail(
+            "nested more than " + std::to_string(kMaxLabelNesting) + " levels deep ('(' and '!')",
+            pos_);
+      }
+      ++depth_;
+      auto inner = c == '!' ? ParseNot() : ParseParenthesized();
+      --depth_;
       return inner;
     }
     if (c == '"') return ParseQuoted();
@@ -120,6 +119,23 @@ class LabelExpr::Parser {
     size_t start = pos_;
     while (pos_ < text_.size() && IsAtomChar(text_, pos_)) ++pos_;
     return AddAtom(std::string(text_.substr(start, pos_ - start)));
+  }
+
+  tl::expected<int, LabelExprError> ParseNot() {
+    ++pos_;
+    auto operand = ParseUnary();
+    if (!operand) return operand;
+    return Add({.op = Op::kNot});
+  }
+
+  tl::expected<int, LabelExprError> ParseParenthesized() {
+    size_t open = pos_++;
+    auto inner = ParseBinary(0);
+    if (!inner) return inner;
+    SkipSpace();
+    if (pos_ == text_.size() || text_[pos_] != ')') return Fail("unbalanced '('", open);
+    ++pos_;
+    return inner;
   }
 
   tl::expected<int, LabelExprError> ParseQuoted() {
@@ -136,10 +152,9 @@ class LabelExpr::Parser {
   }
 
   int AddAtom(std::string atom) {
-    auto it = std::find(out_.atoms_.begin(), out_.atoms_.end(), atom);
-    int index = static_cast<int>(it - out_.atoms_.begin());
-    if (it == out_.atoms_.end()) out_.atoms_.push_back(std::move(atom));
-    return Add({.op = Op::kAtom, .atom = index});
+    auto [it, added] = atom_index_.emplace(atom, static_cast<int>(out_.atoms_.size()));
+    if (added) out_.atoms_.push_back(std::move(atom));
+    return Add({.op = Op::kAtom, .atom = it->second});
   }
 
   int Add(Node node) {
@@ -165,6 +180,8 @@ class LabelExpr::Parser {
   std::string_view text_;
   LabelExpr& out_;
   size_t pos_ = 0;
+  int depth_ = 0;
+  std::unordered_map<std::string, int> atom_index_;  // atom -> its index in out_.atoms_
 };
 
 tl::expected<LabelExpr, LabelExprError> LabelExpr::Parse(std::string_view text) {
@@ -173,29 +190,49 @@ tl::expected<LabelExpr, LabelExprError> LabelExpr::Parse(std::string_view text) 
   Parser parser(expr.text_, expr);
   auto root = parser.Run();
   if (!root) return tl::unexpected(root.error());
-  expr.root_ = *root;
   return expr;
 }
 
-bool LabelExpr::Matches(const LabelSet& labels) const { return Eval(root_, labels); }
-
-bool LabelExpr::Eval(int index, const LabelSet& labels) const {
-  const Node& n = nodes_[static_cast<size_t>(index)];
-  switch (n.op) {
-    case Op::kAtom:
-      return labels.contains(atoms_[static_cast<size_t>(n.atom)]);
-    case Op::kNot:
-      return !Eval(n.left, labels);
-    case Op::kAnd:
-      return Eval(n.left, labels) && Eval(n.right, labels);
-    case Op::kOr:
-      return Eval(n.left, labels) || Eval(n.right, labels);
-    case Op::kImplies:
-      return !Eval(n.left, labels) || Eval(n.right, labels);
-    case Op::kIff:
-      return Eval(n.left, labels) == Eval(n.right, labels);
+bool LabelExpr::Matches(const LabelSet& labels) const {
+  // Which atoms the node has, looked up once each rather than once per occurrence.
+  std::vector<bool> has(atoms_.size());
+  for (size_t i = 0; i < atoms_.size(); ++i) has[i] = labels.contains(atoms_[i]);
+  std::vector<bool> stack;
+  auto pop = [&stack] {
+    bool top = stack.back();
+    stack.pop_back();
+    return top;
+  };
+  for (const Node& n : nodes_) {
+    if (n.op == Op::kAtom) {
+      stack.push_back(has[static_cast<size_t>(n.atom)]);
+      continue;
+    }
+    if (n.op == Op::kNot) {
+      stack.back() = !stack.back();
+      continue;
+    }
+    bool right = pop();
+    bool left = pop();
+    switch (n.op) {
+      case Op::kAnd:
+        stack.push_back(left && right);
+        break;
+      case Op::kOr:
+        stack.push_back(left || right);
+        break;
+      case Op::kImplies:
+        stack.push_back(!left || right);
+        break;
+      case Op::kIff:
+        stack.push_back(left == right);
+        break;
+      case Op::kAtom:
+      case Op::kNot:
+        break;
+    }
   }
-  return false;
+  return !stack.empty() && stack.back();
 }
 
 }  // namespace gearrun::jobs

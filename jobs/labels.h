@@ -9,6 +9,10 @@
 //   if (!expr) return expr.error().message;
 //   bool runs_here = expr->Matches(MakeNodeLabels("build-01", {"ubuntu", "gcc"}));
 //
+// Bounded work for any text: parsing is linear in the text's length, nesting ('(' and '!')
+// deeper than kMaxLabelNesting is an error rather than a deep recursion, and Matches()
+// evaluates without recursion however long a chain of operators is.
+//
 // A parsed LabelExpr is immutable and safe to share between threads.
 #pragma once
 
@@ -29,6 +33,10 @@ using LabelSet = std::set<std::string, std::less<>>;
 // Splits "a,b c" on commas and white space, dropping empty pieces.
 [[nodiscard]] std::vector<std::string> SplitLabelList(std::string_view text);
 
+// How deeply '(' and '!' may nest: far beyond any real expression, and small enough that the
+// parser's recursion stays a few kilobytes of stack.
+inline constexpr int kMaxLabelNesting = 100;
+
 struct LabelExprError {
   std::string message;
   int offset = 0;  // 0-based position in the expression text
@@ -48,20 +56,17 @@ class LabelExpr {
 
  private:
   enum class Op { kAtom, kNot, kAnd, kOr, kImplies, kIff };
+  // The expression in postfix order (operands before their operator, the root last), so
+  // that it is evaluated with a stack in one pass.
   struct Node {
     Op op;
-    int left = -1;   // operand of kNot, left operand of binary operators
-    int right = -1;  // right operand of binary operators
-    int atom = -1;   // index into atoms_ for kAtom
+    int atom = -1;  // index into atoms_ for kAtom
   };
   class Parser;
-
-  [[nodiscard]] bool Eval(int node, const LabelSet& labels) const;
 
   std::string text_;
   std::vector<Node> nodes_;
   std::vector<std::string> atoms_;
-  int root_ = -1;
 };
 
 }  // namespace gearrun::jobs

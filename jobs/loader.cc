@@ -1,15 +1,22 @@
 // The yaml-cpp adapter: the only file that sees YAML::Node.
 #include "jobs/loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <system_error>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "jobs/suggest.h"
 
@@ -40,7 +47,6 @@ const Section kStepSection = {
     {"name", "run", "timeout", "retries", "retry_delay", "retry_on", "retry_on_timeout",
      "continue_on_error", "env", "dir", "shell", "kill"}};
 constexpr int kMaxRetries = 100;
-constexpr size_t kMaxJobNameLength = 100;
 
 std::string Quote(std::string_view s) {
   constexpr size_t kMax = 60;
@@ -315,22 +321,11 @@ class DocumentReader {
   // --- compound values --------------------------------------------------------------------
 
   void CheckJobName(const Field& f, const std::string& name) {
-    bool chars_ok = std::all_of(name.begin(), name.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == '_' || c == '-';
-    });
-    if (name.empty()) {
-      FailAt(f, "name: must not be empty");
-    } else if (!chars_ok) {
-      FailAt(f, "name: " + Quote(name) +
-                    " may use only letters, digits, '.', '_' and '-' (it becomes a Gearman "
-                    "function name and a directory name)");
-    } else if (name.size() > kMaxJobNameLength) {
-      FailAt(f, "name: at most " + std::to_string(kMaxJobNameLength) + " characters, got " +
-                    std::to_string(name.size()));
-    } else if (name == "." || name == "..") {
-      FailAt(f, "name: " + Quote(name) + " is not a usable directory name");
-    }
+    std::string problem = JobNameProblem(name);
+    if (problem.empty()) return;
+    // Quoted only when the name itself is the problem (not when it is empty or long).
+    bool quote = !name.empty() && name.size() <= kMaxJobNameLength;
+    FailAt(f, "name: " + (quote ? Quote(name) + " " : "") + problem);
   }
 
   void ReadNodeExpression(const Field& f, JobSpec& job) {
@@ -387,7 +382,10 @@ class DocumentReader {
   void ReadParameter(const Field& param, ParameterSpec& spec) {
     auto fields = ReadFields(param.value, kParameterSection, &param);
     if (!fields) return;
-    if (const Field* f = fields->Find("default")) spec.default_value = Text(*f);
+    if (const Field* f = fields->Find("default")) {
+      spec.default_value = Text(*f);
+      if (spec.default_value) CheckVariableSize(*f, param.key, *spec.default_value);
+    }
     if (const Field* f = fields->Find("description")) {
       if (!f->value.IsNull()) spec.description = Text(*f).value_or("");
     }
@@ -398,13 +396,13 @@ class DocumentReader {
       if (!choices->value.IsSequence() || choices->value.size() == 0) {
         Expected(*choices, "a non-empty list of allowed values");
       } else {
+        std::unordered_set<std::string> listed;
         for (const auto& item : choices->value) {
           if (!item.IsScalar()) {
             FailAt(item, "choices: expected a value, got " + Describe(item));
             continue;
           }
-          if (std::find(spec.choices.begin(), spec.choices.end(), item.Scalar()) !=
-              spec.choices.end()) {
+          if (!listed.insert(item.Scalar()).second) {
             FailAt(item, "choices: " + Quote(item.Scalar()) + " is listed twice");
             continue;
           }
@@ -420,6 +418,15 @@ class DocumentReader {
         std::find(spec.choices.begin(), spec.choices.end(), *spec.default_value) ==
             spec.choices.end()) {
       FailAt(*def, "default: " + Quote(*spec.default_value) + " is not one of the choices");
+    }
+  }
+
+  // A NAME=value the kernel would refuse to pass to a step (execve: E2BIG).
+  void CheckVariableSize(const Field& f, const std::string& name, const std::string& value) {
+    if (name.size() + 1 + value.size() > kMaxVariableBytes) {
+      FailAt(f, name + ": the value is " + std::to_string(value.size()) +
+                    " bytes; with its name it may be at most " + std::to_string(kMaxVariableBytes) +
+                    " (the kernel's limit for one variable)");
     }
   }
 
@@ -445,6 +452,7 @@ class DocumentReader {
                         Describe(var.value));
         return;
       }
+      CheckVariableSize(var, var.key, var.value.Scalar());
       env[var.key] = var.value.Scalar();
     });
   }
@@ -595,7 +603,14 @@ class DocumentReader {
       if (auto name = NonEmptyText(*f)) step.name = *name;
     }
     if (const Field* f = fields->Find("run")) {
-      if (auto run = NonEmptyText(*f)) step.run = *run;
+      if (auto run = NonEmptyText(*f)) {
+        step.run = *run;
+        if (run->size() > kMaxVariableBytes) {
+          FailAt(*f, "run: the script is " + std::to_string(run->size()) + " bytes; at most " +
+                         std::to_string(kMaxVariableBytes) +
+                         " fit in one argument (put a longer one in a file and run that)");
+        }
+      }
     } else {
       FailAt(holder.value, step.name + ": a step needs 'run', the script to execute");
     }
@@ -641,16 +656,197 @@ class DocumentReader {
   const LoadOptions& options_;
 };
 
+// Walks the parser's events of a whole file before any document is built, and stops the
+// parse (by throwing Exceeded, caught in LoadInto) at the first limit it crosses, so that
+// neither yaml-cpp nor the reader ever works on more than the limits allow.
+class BoundsChecker final : public YAML::EventHandler {
+ public:
+  struct Exceeded {
+    std::string message;
+    YAML::Mark mark;
+  };
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > kMaxJobDocuments) {
+      throw Exceeded{"more than " + std::to_string(kMaxJobDocuments) +
+                         " documents in one file; split it into several files",
+                     mark};
+    }
+    // Anchors are per document.
+    open_.clear();
+    sizes_.clear();
+    names_.clear();
+  }
+  void OnDocumentEnd() override {}
+
+  void OnAnchor(const YAML::Mark& /*mark*/, const std::string& name) override {
+    pending_name_ = name;
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { Leaf(mark, anchor); }
+  void OnScalar(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                const std::string& /*value*/) override {
+    Leaf(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    for (const Open& o : open_) {
+      if (o.anchor == anchor) {
+        throw Exceeded{
+            "alias *" + Name(anchor) + " refers to a node that contains it (an endless structure)",
+            mark};
+      }
+    }
+    auto size = sizes_.find(anchor);
+    Count(size == sizes_.end() ? 1 : size->second.nodes, mark, /*alias=*/true);
+    // What the alias stands for nests as deep as its anchor's node, here.
+    Nest(size == sizes_.end() ? 1 : size->second.height, mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value /*style*/) override {
+    Start(mark, anchor);
+  }
+  void OnSequenceEnd() override { End(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value /*style*/) override {
+    Start(mark, anchor);
+  }
+  void OnMapEnd() override { End(); }
+
+ private:
+  // A collection being read: its anchor, how many nodes it stands for so far, and how deep
+  // its deepest child nests (aliases expanded).
+  struct Open {
+    YAML::anchor_t anchor = 0;
+    std::size_t nodes = 1;
+    int child_height = 0;
+  };
+  // What an anchored node stands for once its aliases are expanded.
+  struct Size {
+    std::size_t nodes = 1;
+    int height = 1;  // 1 for a scalar, 1 + the deepest child for a collection
+  };
+
+  std::string Name(YAML::anchor_t anchor) const {
+    auto it = names_.find(anchor);
+    return it == names_.end() ? std::to_string(anchor) : it->second;
+  }
+  void Named(YAML::anchor_t anchor) {
+    if (anchor != 0) names_[anchor] = pending_name_;
+    pending_name_.clear();
+  }
+
+  void Count(std::size_t nodes, const YAML::Mark& mark, bool alias) {
+    total_ += nodes;
+    if (total_ > kMaxYamlNodes) {
+      throw Exceeded{std::string(alias ? "aliases expand this file" : "this file has") +
+                         " to more than " + std::to_string(kMaxYamlNodes) + " YAML nodes",
+                     mark};
+    }
+    if (!open_.empty()) open_.back().nodes += nodes;
+  }
+
+  // A node of `height` levels placed under the open collections.
+  void Nest(int height, const YAML::Mark& mark) {
+    if (static_cast<int>(open_.size()) + height > kMaxYamlDepth) {
+      throw Exceeded{
+          "nested more than " + std::to_string(kMaxYamlDepth) + " levels deep (aliases expanded)",
+          mark};
+    }
+    if (!open_.empty()) open_.back().child_height = std::max(open_.back().child_height, height);
+  }
+
+  void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Named(anchor);
+    Count(1, mark, /*alias=*/false);
+    Nest(1, mark);
+    if (anchor != 0) sizes_[anchor] = Size{};
+  }
+
+  void Start(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Named(anchor);
+    if (static_cast<int>(open_.size()) >= kMaxYamlDepth) {
+      throw Exceeded{"nested more than " + std::to_string(kMaxYamlDepth) + " levels deep", mark};
+    }
+    Count(1, mark, /*alias=*/false);
+    open_.push_back({anchor, 1, 0});
+  }
+
+  void End() {
+    Open closed = open_.back();
+    open_.pop_back();
+    int height = 1 + closed.child_height;
+    if (closed.anchor != 0) sizes_[closed.anchor] = Size{closed.nodes, height};
+    if (!open_.empty()) {
+      // The parent counted this collection's own node when it started; the rest now.
+      open_.back().nodes += closed.nodes - 1;
+      open_.back().child_height = std::max(open_.back().child_height, height);
+    }
+  }
+
+  int documents_ = 0;
+  std::size_t total_ = 0;
+  std::vector<Open> open_;
+  std::unordered_map<YAML::anchor_t, Size> sizes_;
+  std::unordered_map<YAML::anchor_t, std::string> names_;
+  std::string pending_name_;
+};
+
+int LineOf(const YAML::Mark& mark) { return mark.line >= 0 ? mark.line + 1 : 0; }
+int ColumnOf(const YAML::Mark& mark) { return mark.column >= 0 ? mark.column + 1 : 0; }
+
+// The 1-based line and column of byte `offset` of `text`.
+std::pair<int, int> Position(std::string_view text, std::size_t offset) {
+  offset = std::min(offset, text.size());
+  auto before = text.substr(0, offset);
+  int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+  auto last_newline = before.rfind('\n');
+  int column =
+      static_cast<int>(offset - (last_newline == std::string_view::npos ? 0 : last_newline + 1)) +
+      1;
+  return {line, column};
+}
+
+// Checks the limits; on the first one crossed, reports it and returns false.
+bool WithinBounds(std::string_view text, const std::string& file_name, LoadReport& report) {
+  if (text.size() > kMaxJobFileBytes) {
+    auto [line, column] = Position(text, kMaxJobFileBytes);
+    report.errors.push_back({ErrorCode::kLimit,
+                             "the file is larger than " + std::to_string(kMaxJobFileBytes) +
+                                 " bytes (the limit is reached here); split it into several files",
+                             file_name, line, column});
+    return false;
+  }
+  std::istringstream in{std::string(text)};
+  BoundsChecker checker;
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(checker)) {
+    }
+  } catch (const BoundsChecker::Exceeded& e) {
+    report.errors.push_back(
+        {ErrorCode::kLimit, e.message, file_name, LineOf(e.mark), ColumnOf(e.mark)});
+    return false;
+  } catch (const YAML::Exception& e) {
+    report.errors.push_back({ErrorCode::kSyntax, "invalid YAML: " + e.msg, file_name,
+                             LineOf(e.mark), ColumnOf(e.mark)});
+    return false;
+  } catch (const std::exception& e) {  // std::bad_alloc: refused, not a crash
+    report.errors.push_back(
+        {ErrorCode::kSyntax, std::string("cannot parse: ") + e.what(), file_name, 0, 0});
+    return false;
+  }
+  return true;
+}
+
 void LoadInto(std::string_view text, const std::string& file_name, LoadReport& report,
               const LoadOptions& options) {
   ++report.files_read;
+  if (!WithinBounds(text, file_name, report)) return;
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
     report.errors.push_back({ErrorCode::kSyntax, "invalid YAML: " + e.msg, file_name,
-                             e.mark.line >= 0 ? e.mark.line + 1 : 0,
-                             e.mark.column >= 0 ? e.mark.column + 1 : 0});
+                             LineOf(e.mark), ColumnOf(e.mark)});
     return;
   }
   for (const auto& doc : documents) {
@@ -660,7 +856,7 @@ void LoadInto(std::string_view text, const std::string& file_name, LoadReport& r
       if (auto job = reader.ReadJob(doc)) report.jobs.push_back(std::move(*job));
     } catch (const YAML::Exception& e) {
       report.errors.push_back({ErrorCode::kInvalid, "cannot read this document: " + e.msg,
-                               file_name, e.mark.line + 1, e.mark.column + 1});
+                               file_name, LineOf(e.mark), ColumnOf(e.mark)});
     }
   }
 }
@@ -670,17 +866,49 @@ bool IsJobFile(const std::filesystem::path& p) {
   return ext == ".yaml" || ext == ".yml";
 }
 
+// Reads a job file: only a regular file (a FIFO or a device named *.yaml must not block or
+// flood the reader), and no more than one byte past the size limit.
 void LoadFile(const std::filesystem::path& path, LoadReport& report, const LoadOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  if (in) buffer << in.rdbuf();
-  if (!in || in.bad()) {
-    std::error_code ec(errno, std::generic_category());
+  auto fail = [&](const std::string& what, int err) {
     report.errors.push_back(
-        {ErrorCode::kIo, "cannot read job file: " + ec.message(), path.string(), 0, 0});
+        {ErrorCode::kIo, what + ": " + std::strerror(err), path.string(), 0, 0});
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return fail("cannot read job file", errno);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    int err = errno;
+    ::close(fd);
+    return fail("cannot read job file", err);
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    report.errors.push_back(
+        {ErrorCode::kIo, "not a regular file; job files must be plain files", path.string(), 0, 0});
     return;
   }
-  LoadInto(buffer.str(), path.string(), report, options);
+  std::string text;
+  std::size_t want = kMaxJobFileBytes + 1;
+  text.resize(std::min<std::size_t>(want, static_cast<std::size_t>(info.st_size) + 1));
+  std::size_t got = 0;
+  for (;;) {
+    if (got == text.size()) {
+      if (text.size() >= want) break;
+      text.resize(std::min(want, text.size() * 2 + 4096));  // grew since fstat
+    }
+    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail("cannot read job file", err);
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  text.resize(got);
+  LoadInto(text, path.string(), report, options);
 }
 
 void LoadDirectory(const std::filesystem::path& dir, LoadReport& report,

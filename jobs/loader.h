@@ -9,6 +9,14 @@
 //   for (const Error& e : report.errors) std::cerr << e.ToString() << "\n";
 //   if (report.ok()) Use(report.jobs);
 //
+// Bounded work for any input: a job file is refused (with an error naming file, line and
+// column) when it is larger than kMaxJobFileBytes, holds more than kMaxJobDocuments documents,
+// nests deeper than kMaxYamlDepth, has an alias inside the node it refers to (`a: &a [*a]`),
+// or holds more than kMaxYamlNodes nodes once its aliases are expanded (an "alias bomb" of a
+// few hundred bytes would otherwise stand for billions). These are checked on the parser's
+// events before any document is built or read, so loading takes time and memory in proportion
+// to the limits, not to what the text claims. Only regular files are read.
+//
 // Functions here are thread-safe (they share nothing).
 #pragma once
 
@@ -22,6 +30,13 @@
 #include "jobs/job_spec.h"
 
 namespace gearrun::jobs {
+
+// The limits (GitLab CI's are 1 MB and a depth of 100 too); far beyond any job file written
+// by hand or by a generator that splits its output into files.
+inline constexpr std::size_t kMaxJobFileBytes = 1 << 20;
+inline constexpr int kMaxJobDocuments = 1000;
+inline constexpr int kMaxYamlDepth = 100;
+inline constexpr std::size_t kMaxYamlNodes = 500'000;
 
 struct LoadReport {
   std::vector<JobSpec> jobs;  // the jobs that are valid, in load order

@@ -126,6 +126,11 @@ tl::expected<RequestParameters, Error> ParseWorkload(std::string_view workload) 
   if (workload.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return BadRequest("the workload is empty; send a JSON object of parameters, e.g. {}");
   }
+  // JSON text never holds a raw NUL, and the parser would take one for the end of the input
+  // (and ignore what follows).
+  if (auto nul = workload.find('\0'); nul != std::string_view::npos) {
+    return BadRequest("invalid JSON at byte " + std::to_string(nul + 1) + ": a NUL byte");
+  }
   FlatObjectSax sax;
   bool ok = false;
   try {
@@ -148,6 +153,19 @@ tl::expected<BoundRequest, Error> BindParameters(const JobSpec& job,
   std::set<std::string, std::less<>> given;
   for (const auto& [name, value] : params) {
     if (!value) continue;  // null: not given
+    // Checked for every value, passed on or not: the message names what to fix.
+    if (value->find('\0') != std::string::npos) {
+      problems.push_back("parameter '" + Sanitize(name, 60) +
+                         "' holds a NUL byte, which an environment variable cannot");
+      continue;
+    }
+    if (name.size() + 1 + value->size() > kMaxVariableBytes) {
+      problems.push_back("parameter '" + Sanitize(name, 60) + "' is " +
+                         std::to_string(value->size()) + " bytes long; with its name it may be " +
+                         "at most " + std::to_string(kMaxVariableBytes) + " (the kernel's limit " +
+                         "for one environment variable)");
+      continue;
+    }
     if (name == kOfflineParameter && IsTrueFlag(*value)) bound.offline_when_complete = true;
     if (IsForbiddenRequestName(name)) {
       problems.push_back("parameter '" + Sanitize(name, 60) + "' may not be set by a request");

@@ -3,7 +3,10 @@
 //
 // Protocol rules (shared/protocol.md): the workload is one flat JSON object; values are
 // strings, numbers or booleans (numbers and booleans become their JSON text); null means
-// "not given". Anything else is a bad request with a one-line reason.
+// "not given". Anything else is a bad request with a one-line reason: also bytes after the
+// object (a NUL included), and a value that could not reach the build's environment (one
+// holding a NUL byte, or one whose NAME=value is longer than the kernel takes for one
+// variable). A request that binds is one a build can start with.
 //
 //   auto bound = BindRequest(job, workload, RequestPolicy{});
 //   if (!bound) ReplyException(bound.error().message);   // then WORK_FAIL

@@ -88,6 +88,44 @@ TEST(LabelExprTest, MalformedExpressionsSayWhereAndWhy) {
   }
 }
 
+// Inputs that once overflowed the stack (deep nesting, long operator chains): each is an
+// error or an answer, in time linear in its length.
+TEST(LabelExprTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  for (const std::string& text : {std::string(5000, '(') + "a" + std::string(5000, ')'),
+                                  std::string(50000, '!') + "a", std::string(200000, '(')}) {
+    auto expr = LabelExpr::Parse(text);
+    ASSERT_FALSE(expr.has_value());
+    EXPECT_THAT(expr.error().message, ::testing::HasSubstr("nested more than 100 levels"));
+    EXPECT_EQ(expr.error().offset, kMaxLabelNesting);
+  }
+  // The limit itself is allowed.
+  std::string deepest =
+      std::string(kMaxLabelNesting, '(') + "a" + std::string(kMaxLabelNesting, ')');
+  EXPECT_TRUE(Eval(deepest, {"a"}));
+  EXPECT_FALSE(Eval(std::string(kMaxLabelNesting - 1, '!') + "a", {"a"}));
+  EXPECT_TRUE(Eval(std::string(kMaxLabelNesting, '!') + "a", {"a"}));
+}
+
+TEST(LabelExprTest, LongChainsOfOperatorsEvaluateWithoutRecursion) {
+  std::string ands = "a";
+  std::string ors = "x0";
+  for (int i = 1; i < 200000; ++i) {
+    ands += " && a";
+    ors += " || x" + std::to_string(i);
+  }
+  EXPECT_TRUE(Eval(ands, {"a"}));
+  EXPECT_FALSE(Eval(ands, {"b"}));
+  // 200,000 distinct atoms: each is looked up once, not compared with every other.
+  auto expr = LabelExpr::Parse(ors);
+  ASSERT_TRUE(expr.has_value());
+  EXPECT_EQ(expr->atoms().size(), 200000u);
+  EXPECT_TRUE(expr->Matches({"x199999"}));
+  EXPECT_FALSE(expr->Matches({"y"}));
+  std::string implications = "a";
+  for (int i = 0; i < 100000; ++i) implications += " -> a <-> a";
+  EXPECT_TRUE(Eval(implications, {"a"}));
+}
+
 TEST(NodeLabelsTest, IncludeTheNodeName) {
   EXPECT_EQ(MakeNodeLabels("build-01", {"ubuntu", "gcc"}), (LabelSet{"build-01", "gcc", "ubuntu"}));
   EXPECT_THAT(SplitLabelList("a,b  c,,d"), ElementsAre("a", "b", "c", "d"));

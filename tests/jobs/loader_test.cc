@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -436,6 +437,115 @@ TEST_F(LoaderDirTest, SingleFileIsReadWhateverItsExtension) {
   auto report = LoadJobs({dir_ / "job.txt"});
   EXPECT_TRUE(report.ok());
   EXPECT_EQ(report.jobs.size(), 1u);
+}
+
+TEST_F(LoaderDirTest, OnlyRegularFilesAreRead) {
+  // A FIFO named like a job file, given by name: reading it would block for ever.
+  ASSERT_EQ(::mkfifo((dir_ / "pipe.yaml").c_str(), 0644), 0);
+  auto report = LoadJobs({dir_ / "pipe.yaml"});
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].code, ErrorCode::kIo);
+  EXPECT_THAT(report.errors[0].ToString(), HasSubstr("pipe.yaml: not a regular file"));
+  // In a directory it is not a job file at all.
+  Write("ok.yaml", "name: ok\nsteps: [{run: x}]\n");
+  report = LoadJobs({dir_});
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(report.jobs.size(), 1u);
+}
+
+TEST_F(LoaderDirTest, AFileOverTheSizeLimitIsRefusedWhereTheLimitIsReached) {
+  const std::string head = "name: big\nsteps: [{run: x}]\n";  // 2 lines
+  std::string text = head;
+  while (text.size() <= kMaxJobFileBytes) text += "# " + std::string(77, 'x') + "\n";
+  Write("big.yaml", text);
+  auto report = LoadJobs({dir_});
+  ASSERT_EQ(report.errors.size(), 1u);
+  const Error& e = report.errors[0];
+  EXPECT_EQ(e.code, ErrorCode::kLimit);
+  EXPECT_THAT(e.message, HasSubstr("larger than 1048576 bytes"));
+  EXPECT_EQ(e.line, 2 + static_cast<int>((kMaxJobFileBytes - head.size()) / 80) + 1);
+  EXPECT_EQ(e.column, static_cast<int>((kMaxJobFileBytes - head.size()) % 80) + 1);
+}
+
+// Inputs that crashed or froze the loader (found by fuzzing): each ends in one error that
+// names where the file crossed the line, quickly.
+TEST(LoaderLimitsTest, AnAliasInsideItsOwnNodeIsAnError) {
+  ExpectError("a: &a [*a]\n", "alias *a refers to a node that contains it", 1, 8);
+  ExpectError("name: x\nsteps: &s\n  - run: x\n    env: *s\n",
+              "alias *s refers to a node that contains it", 4, 10);
+}
+
+TEST(LoaderLimitsTest, AnAliasBombIsStoppedAtTheNodeLimit) {
+  // Nine levels of ten aliases each: a few hundred bytes that stand for 10^9 nodes.
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    std::string prev = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) text += (k ? ", " : "") + prev;
+    text += "]\n";
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto report = Load(text);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].code, ErrorCode::kLimit);
+  EXPECT_THAT(report.errors[0].message, HasSubstr("aliases expand this file to more than 500000"));
+  EXPECT_EQ(report.errors[0].line, 6);
+  // Not a timing assertion on the happy path: only that it is not the minutes it used to be.
+  EXPECT_LT(took, std::chrono::seconds(20));
+}
+
+TEST(LoaderLimitsTest, DeepNestingIsAnError) {
+  ExpectError(std::string(150, '[') + std::string(150, ']') + "\n", "nested more than 100 levels",
+              1, 101);
+  std::string block;
+  for (int i = 0; i < 120; ++i) block += std::string(static_cast<size_t>(i) * 2, ' ') + "- \n";
+  auto report = Load(block);
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_THAT(report.errors[0].message, HasSubstr("nested more than 100 levels"));
+  // Aliases count as deep as what they stand for.
+  std::string chain = "a0: &a0 " + std::string(60, '[') + "x" + std::string(60, ']') + "\n";
+  chain += "a1: &a1 " + std::string(60, '[') + "*a0" + std::string(60, ']') + "\n";
+  ExpectError(chain, "nested more than 100 levels deep (aliases expanded)", 2, 69);
+  // Up to the limit is fine (and an error about the job, not the nesting).
+  report = Load(std::string(99, '[') + "x" + std::string(99, ']') + "\n");
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].code, ErrorCode::kInvalid);
+}
+
+TEST(LoaderLimitsTest, TooManyDocumentsIsAnErrorAtTheFirstOneOver) {
+  std::string text;
+  for (int i = 0; i <= kMaxJobDocuments; ++i) {
+    text += "---\nname: j" + std::to_string(i) + "\nsteps: [{run: x}]\n";
+  }
+  ExpectError(text, "more than 1000 documents in one file", 3 * kMaxJobDocuments + 1, 1);
+  // Exactly the limit loads.
+  text.clear();
+  for (int i = 0; i < kMaxJobDocuments; ++i) {
+    text += "---\nname: j" + std::to_string(i) + "\nsteps: [{run: x}]\n";
+  }
+  auto report = Load(text);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(report.jobs.size(), static_cast<size_t>(kMaxJobDocuments));
+}
+
+TEST(LoaderLimitsTest, StringsTooLongForExecAreErrorsNotBuildsThatCannotStart) {
+  std::string big(kMaxVariableBytes, 'x');
+  ExpectError("name: a\nsteps: [{run: " + big + "y}]\n", "run: the script is 131072 bytes", 2, 15);
+  ExpectError("name: a\nsteps: [{run: x}]\nenv: {V: " + big + "}\n",
+              "V: the value is 131071 bytes; with its name it may be at most 131071", 3, 10);
+  ExpectError("name: a\nsteps: [{run: x}]\nparameters: {P: {default: " + big + "}}\n",
+              "P: the value is 131071 bytes", 3, 27);
+  auto report = Load("name: a\nsteps: [{run: " + big + "}]\n");
+  EXPECT_TRUE(report.ok());
+}
+
+TEST(LoaderLimitsTest, OrdinaryAnchorsAndAliasesStillWork) {
+  auto report = Load(
+      "name: a\nenv: &e {A: '1'}\nsteps: [{run: x, env: *e}]\n---\nname: b\nsteps: [{run: y}]\n");
+  ASSERT_TRUE(report.ok()) << report.errors[0].ToString();
+  ASSERT_EQ(report.jobs.size(), 2u);
+  EXPECT_EQ(report.jobs[0].steps[0].env.at("A"), "1");
 }
 
 TEST(LoaderKeysTest, AllKeysListsEverySection) {

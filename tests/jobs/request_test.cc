@@ -72,6 +72,26 @@ TEST(RequestTest, BadRequestsFromTheContract) {
   EXPECT_THAT(BadRequestReason("{NEEDED: x}"), HasSubstr("invalid JSON"));
 }
 
+// What once got a number, WORK_DATA and then NOT_BUILT (execve refused the environment), or
+// was run with part of the workload ignored, is a bad request before any build starts.
+TEST(RequestTest, ValuesABuildCannotStartWithAreBadRequests) {
+  using namespace std::string_literals;
+  EXPECT_THAT(BadRequestReason("{\"NEEDED\":\"x\"}\0{\"BRANCH\":\"evil\"}"s),
+              HasSubstr("invalid JSON at byte 15: a NUL byte"));
+  EXPECT_THAT(BadRequestReason("{\"NEEDED\":\"x\"}\0"s), HasSubstr("a NUL byte"));
+  EXPECT_THAT(BadRequestReason("{\"NEEDED\":\"a\\u0000b\"}"),
+              HasSubstr("parameter 'NEEDED' holds a NUL byte"));
+  // Undeclared ones too: the build would never see them, but the sender should know.
+  EXPECT_THAT(BadRequestReason("{\"NEEDED\":\"x\",\"ZUUL_X\":\"a\\u0000\"}"),
+              HasSubstr("parameter 'ZUUL_X' holds a NUL byte"));
+  std::string big(kMaxVariableBytes - std::string("NEEDED=").size() + 1, 'x');
+  EXPECT_THAT(BadRequestReason("{\"NEEDED\":\"" + big + "\"}"),
+              HasSubstr("parameter 'NEEDED' is 131065 bytes long; with its name it may be at "
+                        "most 131071"));
+  big.pop_back();
+  EXPECT_TRUE(Bind("{\"NEEDED\":\"" + big + "\"}").has_value());
+}
+
 TEST(RequestTest, NumbersAndBooleansBecomeTheirJsonText) {
   auto bound = Bind(R"({"NEEDED": 1, "COUNT": 2.50, "OPTIONAL": true, "BRANCH": -7})");
   ASSERT_TRUE(bound) << bound.error().message;
