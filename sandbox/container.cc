@@ -29,6 +29,7 @@
 #include "sandbox/proc.h"
 #include "sandbox/reaper.h"
 #include "sandbox/spawn.h"
+#include "sandbox/supervisor.h"
 #include "sandbox/unique_fd.h"
 
 namespace gearrun::sandbox {
@@ -400,26 +401,47 @@ struct Container::State {
 
   KillTarget BuildTarget() const {
     KillTarget target;
+    // Where to look for processes carrying the cookie: as a subreaper, the runner is an
+    // ancestor of every process its builds started, so its descendants are enough.
+    const ProcessScope scope = IsSubreaper() ? ProcessScope::kDescendants : ProcessScope::kAll;
     if (mode == ContainmentMode::kCgroup) {
       std::string dir = v2_build_dir.string();
       std::string path = v2_build_path;
+      std::string cookie_entry = cookie;
       auto in_build = [path](pid_t pid) {
         auto cgroup = ReadProcCgroup(pid);
         return cgroup && cgroup->v2_path && PathIsUnder(*cgroup->v2_path, path);
       };
-      target.live = [dir] {
-        std::vector<pid_t> pids;
-        ReadCgroupProcs(dir, pids);
+      auto has_cookie = [cookie_entry](pid_t pid) {
+        return MatchEnviron(pid, cookie_entry) == EnvironMatch::kYes;
+      };
+      // A process that moved itself out of the build's cgroup (it wrote its pid into another
+      // cgroup.procs: the runner's, or its gearrun-<pid> folder) still carries the cookie.
+      auto escaped = [cookie_entry, scope, in_build] {
+        std::vector<pid_t> pids = FindProcesses(cookie_entry, {}, scope);
+        std::erase_if(pids, in_build);
         return pids;
       };
-      target.signal = [dir, in_build](int sig) {
+      target.live = [dir, escaped] {
+        std::vector<pid_t> pids;
+        ReadCgroupProcs(dir, pids);
+        std::vector<pid_t> out = escaped();
+        pids.insert(pids.end(), out.begin(), out.end());
+        return pids;
+      };
+      target.signal = [dir, in_build, escaped, has_cookie](int sig) {
         std::vector<pid_t> pids;
         ReadCgroupProcs(dir, pids);
         for (pid_t pid : pids) (void)SignalIfOurs(pid, sig, in_build);
+        for (pid_t pid : escaped()) (void)SignalIfOurs(pid, sig, has_cookie);
       };
       // cgroup.kill is recursive and race-free against fork; one by one only if it fails.
-      target.kill = [dir, signal = target.signal] {
-        if (!WriteExistingFile(dir + "/cgroup.kill", "1")) signal(SIGKILL);
+      target.kill = [dir, signal = target.signal, escaped, has_cookie] {
+        if (!WriteExistingFile(dir + "/cgroup.kill", "1")) {
+          signal(SIGKILL);
+          return;
+        }
+        for (pid_t pid : escaped()) (void)SignalIfOurs(pid, SIGKILL, has_cookie);
       };
       return target;
     }
@@ -429,7 +451,9 @@ struct Container::State {
     auto in_session = [sessions](const ProcStat& stat) {
       return sessions.count(stat.session) != 0;
     };
-    auto members = [cookie_entry, in_session] { return FindProcesses(cookie_entry, in_session); };
+    auto members = [cookie_entry, in_session, scope] {
+      return FindProcesses(cookie_entry, in_session, scope);
+    };
     auto check = [cookie_entry, in_session](pid_t pid) {
       for (int attempt = 0; attempt < 5; ++attempt) {
         auto stat = ReadProcStat(pid);
@@ -709,6 +733,10 @@ tl::expected<Container, Error> Container::Create(const ContainerOptions& options
     }
   }
   state->ApplyLimits(options, mounts, own);
+  SupervisedBuild supervised{.cookie_variable = state->cookie,
+                             .cgroup_v2 = state->v2_build_dir.string()};
+  for (const auto& group : state->v1_groups) supervised.cgroup_v1.push_back(group.build_dir);
+  SuperviseBuild(supervised);
   return Container(std::move(state));
 }
 
@@ -728,6 +756,7 @@ Container::~Container() {
   DiscardSink discard;
   (void)state_->KillEverything(KillPolicy{.signal = SIGKILL, .grace = milliseconds(0)}, discard);
   state_->RemoveCgroups();
+  ForgetBuild(state_->cookie);
 }
 
 ContainmentMode Container::mode() const { return state_->mode; }
@@ -917,8 +946,9 @@ tl::expected<Outcome, Error> Container::Run(const Command& command, OutputSink& 
   return outcome;
 }
 
-tl::expected<int, Error> KillOrphanedBuild(std::string_view cookie_variable,
-                                           const std::filesystem::path& cgroup_directory) {
+tl::expected<int, Error> KillOrphanedBuild(
+    std::string_view cookie_variable, const std::filesystem::path& cgroup_directory,
+    const std::vector<std::filesystem::path>& v1_directories) {
   std::string dir = cgroup_directory.string();
   bool has_cgroup = !dir.empty() && ::access((dir + "/cgroup.procs").c_str(), F_OK) == 0;
   std::vector<pid_t> seen;
@@ -948,6 +978,10 @@ tl::expected<int, Error> KillOrphanedBuild(std::string_view cookie_variable,
   if (has_cgroup) {
     RemoveCgroupTree(dir);
     ::rmdir(cgroup_directory.parent_path().c_str());  // the dead runner's gearrun-<pid>
+  }
+  for (const auto& v1 : v1_directories) {
+    RemoveCgroupTree(v1.string());
+    ::rmdir(v1.parent_path().c_str());
   }
   return static_cast<int>(seen.size());
 }

@@ -53,6 +53,7 @@
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
+#include <vector>
 
 #include "sandbox/cancel.h"
 #include "sandbox/error.h"
@@ -151,10 +152,12 @@ class Container {
 // (crash, kill -9): every process in `cgroup_directory` and below (through cgroup.kill) and
 // every process whose environment holds `cookie_variable` (as Container::cookie_variable()
 // gave it), with SIGKILL at once, since the build is lost anyway. Then removes the
-// cgroup directories, and their parent (the dead runner's gearrun-<pid>) when it is empty.
-// Either argument may be empty. Returns how many processes it found.
+// cgroup directories (and `v1_directories`, the build's cgroup v1 folders), and their
+// parents (the dead runner's gearrun-<pid>) when they are empty. Either of the first two
+// arguments may be empty. Returns how many processes it found.
 // Error (EBUSY) when processes survive SIGKILL for 10 s.
 [[nodiscard]] tl::expected<int, Error> KillOrphanedBuild(
-    std::string_view cookie_variable, const std::filesystem::path& cgroup_directory);
+    std::string_view cookie_variable, const std::filesystem::path& cgroup_directory,
+    const std::vector<std::filesystem::path>& v1_directories = {});
 
 }  // namespace gearrun::sandbox

@@ -10,6 +10,8 @@
 #include <charconv>
 #include <chrono>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "sandbox/unique_fd.h"
 
@@ -110,12 +112,46 @@ EnvironMatch MatchEnviron(pid_t pid, std::string_view entry) {
   return EnvironMatch::kNo;
 }
 
+std::vector<pid_t> Descendants(const std::vector<ProcStat>& stats, pid_t ancestor) {
+  std::unordered_map<pid_t, pid_t> parent;
+  for (const ProcStat& stat : stats) parent[stat.pid] = stat.ppid;
+  // 1: descends, 0: does not, absent: not known yet. Each chain is walked once.
+  std::unordered_map<pid_t, int> known{{ancestor, 1}};
+  std::vector<pid_t> out;
+  std::vector<pid_t> chain;
+  for (const ProcStat& stat : stats) {
+    chain.clear();
+    pid_t at = stat.pid;
+    int verdict = 0;
+    for (;;) {
+      if (auto k = known.find(at); k != known.end()) {
+        verdict = k->second;
+        break;
+      }
+      auto p = parent.find(at);
+      if (p == parent.end() || p->second <= 0 || chain.size() > stats.size()) break;
+      chain.push_back(at);
+      at = p->second;
+    }
+    for (pid_t pid : chain) known[pid] = verdict;
+    if (verdict == 1 && stat.pid != ancestor) out.push_back(stat.pid);
+  }
+  return out;
+}
+
 std::vector<pid_t> FindProcesses(std::string_view entry,
-                                 const std::function<bool(const ProcStat&)>& also) {
+                                 const std::function<bool(const ProcStat&)>& also,
+                                 ProcessScope scope) {
   std::vector<pid_t> found;
   std::vector<pid_t> empty;
   pid_t self = ::getpid();
-  for (const ProcStat& stat : ListProcesses()) {
+  std::vector<ProcStat> stats = ListProcesses();
+  if (scope == ProcessScope::kDescendants) {
+    std::vector<pid_t> keep = Descendants(stats, self);
+    std::unordered_set<pid_t> wanted(keep.begin(), keep.end());
+    std::erase_if(stats, [&](const ProcStat& stat) { return wanted.count(stat.pid) == 0; });
+  }
+  for (const ProcStat& stat : stats) {
     if (stat.exited() || stat.kernel_thread() || stat.pid == self) continue;
     if (also && also(stat)) {
       found.push_back(stat.pid);

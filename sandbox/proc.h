@@ -65,12 +65,22 @@ enum class EnvironMatch {
 // dumpable).
 [[nodiscard]] EnvironMatch MatchEnviron(pid_t pid, std::string_view entry);
 
+// Which processes a scan looks at: every one, or only the caller's descendants (children,
+// their children, ...). When the caller is a child subreaper, every process it ever started
+// stays its descendant until it exits (orphans are re-parented to it), so kDescendants finds
+// them all while reading the environment of far fewer processes.
+enum class ProcessScope { kAll, kDescendants };
+
 // Live (not zombie, not kernel-thread) processes other than the caller whose environment
 // holds `entry`, or for which `also(stat)` holds. Processes whose environ reads empty are
 // asked again a few times over some milliseconds, so that one caught in the middle of an
 // exec is not missed.
 [[nodiscard]] std::vector<pid_t> FindProcesses(
-    std::string_view entry, const std::function<bool(const ProcStat&)>& also = {});
+    std::string_view entry, const std::function<bool(const ProcStat&)>& also = {},
+    ProcessScope scope = ProcessScope::kAll);
+
+// The pids of `stats` that descend from `ancestor` (not `ancestor` itself).
+[[nodiscard]] std::vector<pid_t> Descendants(const std::vector<ProcStat>& stats, pid_t ancestor);
 
 // What /proc/<pid>/cgroup says (see sandbox/cgroup.h); nullopt when the process is gone.
 [[nodiscard]] std::optional<ProcCgroup> ReadProcCgroup(pid_t pid);

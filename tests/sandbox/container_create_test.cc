@@ -144,6 +144,44 @@ TEST(ContainerCreateTest, DestroyingAContainerKillsItsBuild) {
   }
 }
 
+// A step that wrote its pid into the runner's cgroups (the parent of its build's) survived
+// the build and kept the runner's gearrun-<pid> folder from being removed.
+TEST(ContainerCreateTest, AStepThatMovesItselfOutOfItsBuildDoesNotOutliveIt) {
+  SKIP_WITHOUT_CGROUP2();
+  ASSERT_TRUE(BecomeSubreaper());
+  TempDir dir;
+  std::filesystem::path runner_dir;
+  std::vector<pid_t> escaped;
+  {
+    auto container = Container::Create({.mode = ContainmentMode::kCgroup, .name = "escape"});
+    ASSERT_TRUE(container) << container.error().ToString();
+    runner_dir = container->cgroup_directory().parent_path();
+    auto token = CancelToken::Create();
+    ASSERT_TRUE(token);
+    StringSink sink;
+    int n = 0;
+    // Into gearrun-<pid> (the build's parent), and into the runner's own cgroup.
+    for (const auto& target : {runner_dir, runner_dir.parent_path()}) {
+      std::string pid_file = (dir / ("pid" + std::to_string(++n))).string();
+      auto outcome = container->Run(Shell("sh -c 'echo $$ > " + (target / "cgroup.procs").string() +
+                                          " && echo $$ > " + pid_file +
+                                          " && exec sleep 1000' &\n"
+                                          "while [ ! -s " +
+                                          pid_file + " ]; do sleep 0.01; done"),
+                                    sink, *token);
+      ASSERT_TRUE(outcome) << outcome.error().ToString();
+      pid_t pid = ReadPid(pid_file);
+      ASSERT_TRUE(Running(pid)) << sink.data;
+      escaped.push_back(pid);
+    }
+    auto killed = container->KillAll(KillPolicy{.signal = SIGTERM, .grace = 2s}, sink);
+    ASSERT_TRUE(killed) << killed.error().ToString();
+    EXPECT_EQ(*killed, 2);
+    for (pid_t pid : escaped) EXPECT_FALSE(Running(pid)) << pid;
+  }
+  EXPECT_FALSE(std::filesystem::exists(runner_dir)) << "nothing of the runner is left";
+}
+
 TEST(ContainerCreateTest, MoveAssignmentEndsTheOverwrittenBuild) {
   ASSERT_TRUE(BecomeSubreaper());
   TempDir dir;
