@@ -137,8 +137,13 @@ void BuildLog::Line(std::string_view text) {
 void BuildLog::Emit(std::string_view bytes) {
   if (bytes.empty()) return;
   at_line_start_ = bytes.back() == '\n';
-  // A full disk must not stop the build; the record still tells how it ended.
-  (void)sandbox::WriteAll(fd_.get(), bytes);
+  // A full disk must not stop the build; what was lost is counted and reported with it.
+  if (!sandbox::WriteAll(fd_.get(), bytes)) {
+    if (write_error_.empty()) {
+      write_error_ = "cannot write " + path_.string() + ": " + std::strerror(errno);
+    }
+    lost_bytes_ += bytes.size();
+  }
   Tee(bytes);
 }
 

@@ -81,6 +81,11 @@ class BuildLog final : public sandbox::OutputSink {
   void Line(std::string_view text);
 
   [[nodiscard]] bool capped() const { return capped_; }
+  // Why bytes meant for the file were lost (a full or read-only file system), and how many;
+  // empty while every write succeeded. The build goes on (its outcome says what happened);
+  // whoever reports the build must say that its log is incomplete.
+  [[nodiscard]] const std::string& write_error() const { return write_error_; }
+  [[nodiscard]] std::uint64_t lost_bytes() const { return lost_bytes_; }
   [[nodiscard]] std::uint64_t output_bytes() const { return output_bytes_; }
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
@@ -98,6 +103,8 @@ class BuildLog final : public sandbox::OutputSink {
   bool capped_ = false;
   bool at_line_start_ = true;
   std::uint64_t tee_dropped_ = 0;  // bytes the copy could not take since it last could
+  std::string write_error_;        // the first failed write's reason
+  std::uint64_t lost_bytes_ = 0;
 };
 
 }  // namespace gearrun::runner

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "jobs/job_spec.h"
 #include "sandbox/unique_fd.h"
 
 namespace gearrun::runner {
@@ -46,6 +47,14 @@ std::optional<E> Find(std::string_view s, const std::string_view (&names)[N]) {
     if (names[i] == s) return static_cast<E>(i);
   }
   return std::nullopt;
+}
+
+// Job names become directory names: anything else is refused before a path is made.
+tl::expected<void, std::string> CheckJobName(const std::string& job) {
+  if (std::string problem = jobs::JobNameProblem(job); !problem.empty()) {
+    return tl::unexpected("invalid job name: " + problem);
+  }
+  return {};
 }
 
 template <typename E, size_t N>
@@ -85,6 +94,14 @@ tl::expected<void, std::string> WriteFileAtomically(const fs::path& path, std::s
   }
   UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir) ::fsync(dir.get());
+  return {};
+}
+
+tl::expected<void, std::string> ProbeWritable(const fs::path& dir) {
+  fs::path probe = dir / ".write-probe";
+  auto written = WriteFileAtomically(probe, "gearrun\n");
+  if (!written) return written;
+  if (::unlink(probe.c_str()) != 0) return tl::unexpected(Errno("cannot remove", probe));
   return {};
 }
 
@@ -130,6 +147,7 @@ std::string ToJson(const BuildRecord& r) {
                               {"runner_start", r.runner_start},
                               {"cookie", r.cookie},
                               {"cgroup", r.cgroup}};
+  if (!r.state_error.empty()) j["state_error"] = r.state_error;
   // Replace, not throw, on invalid UTF-8 (a parameter value may hold any bytes).
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -162,6 +180,7 @@ tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view text) {
     r.runner_start = j.value("runner_start", "");
     r.cookie = j.value("cookie", "");
     r.cgroup = j.value("cgroup", "");
+    r.state_error = j.value("state_error", "");
     for (const auto& s : j.value("steps", nlohmann::json::array())) {
       StepRecord step;
       step.name = s.value("name", "");
@@ -200,6 +219,7 @@ fs::path BuildStore::LogPath(const std::string& job, std::int64_t number) const 
 }
 
 tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string& job) {
+  if (auto problem = CheckJobName(job); !problem) return tl::unexpected(problem.error());
   fs::path dir = builds_ / job;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -244,7 +264,35 @@ tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string
   return next;
 }
 
-tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) const {
+tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) {
+  auto written = WriteNow(record);
+  auto key = std::make_pair(record.job, record.number);
+  std::lock_guard lock(mu_);
+  if (written) {
+    pending_.erase(key);
+  } else if (CheckJobName(record.job)) {
+    pending_[key] = record;
+  }
+  return written;
+}
+
+tl::expected<void, std::string> BuildStore::RetryPending() {
+  std::lock_guard lock(mu_);
+  while (!pending_.empty()) {
+    auto it = pending_.begin();
+    if (auto written = WriteNow(it->second); !written) return written;
+    pending_.erase(it);
+  }
+  return {};
+}
+
+std::size_t BuildStore::pending() const {
+  std::lock_guard lock(mu_);
+  return pending_.size();
+}
+
+tl::expected<void, std::string> BuildStore::WriteNow(const BuildRecord& record) const {
+  if (auto problem = CheckJobName(record.job); !problem) return problem;
   auto written =
       WriteFileAtomically(BuildDir(record.job, record.number) / "build.json", ToJson(record));
   if (!written) return written;
@@ -277,6 +325,7 @@ std::vector<BuildStore::BuildId> BuildStore::Running() const {
 
 tl::expected<BuildRecord, std::string> BuildStore::Read(const std::string& job,
                                                         std::int64_t number) const {
+  if (auto problem = CheckJobName(job); !problem) return tl::unexpected(problem.error());
   auto text = ReadFile(BuildDir(job, number) / "build.json");
   if (!text) return tl::unexpected(text.error());
   return ParseBuildRecord(*text);

@@ -11,6 +11,12 @@
 // restarts: a number is written to next-number (and synced) before its build starts, and
 // never falls below an existing build directory.
 //
+// A record that cannot be written (a full or read-only file system) is kept in memory and
+// written by RetryPending() once the directory takes writes again, so a result is not lost
+// to a passing disk problem (a crash before that leaves the RUNNING record on disk, which
+// the next start turns into LOST). Job names are checked (jobs::JobNameProblem) before any
+// path is made from one: a name from a request can never point elsewhere.
+//
 // BuildStore is thread-safe and safe across processes sharing a state directory (numbers
 // are given out under an flock).
 #pragma once
@@ -18,6 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,12 +91,19 @@ struct BuildRecord {
   // processes carry, and its cgroup directory (cgroup containment only).
   std::string cookie;
   std::string cgroup;
+  // What of the build could not be recorded when it ended (its log, its record), with the
+  // error; empty when everything was written. A record carrying it was written late, once
+  // the state directory could be written again.
+  std::string state_error;
 };
 
 // Writes `text` to `path` so that readers see the old or the new content, never a part:
 // a temporary file, fsync, rename, fsync of the directory.
 [[nodiscard]] tl::expected<void, std::string> WriteFileAtomically(const std::filesystem::path& path,
                                                                   std::string_view text);
+
+// Whether files can be made in `dir` now: writes, syncs and removes a small file there.
+[[nodiscard]] tl::expected<void, std::string> ProbeWritable(const std::filesystem::path& dir);
 
 [[nodiscard]] std::string ToJson(const BuildRecord& record);
 [[nodiscard]] tl::expected<BuildRecord, std::string> ParseBuildRecord(std::string_view json);
@@ -105,7 +119,12 @@ class BuildStore {
   [[nodiscard]] std::filesystem::path LogPath(const std::string& job, std::int64_t number) const;
 
   // Writes the record atomically and keeps the running/ marker in step with its result.
-  [[nodiscard]] tl::expected<void, std::string> Write(const BuildRecord& record) const;
+  // On failure the record is also kept for RetryPending().
+  [[nodiscard]] tl::expected<void, std::string> Write(const BuildRecord& record);
+  // Writes the records whose Write() failed, oldest first; stops at the first that fails
+  // again (returning its error). Empty when nothing is pending.
+  [[nodiscard]] tl::expected<void, std::string> RetryPending();
+  [[nodiscard]] std::size_t pending() const;
   [[nodiscard]] tl::expected<BuildRecord, std::string> Read(const std::string& job,
                                                             std::int64_t number) const;
 
@@ -119,9 +138,13 @@ class BuildStore {
  private:
   [[nodiscard]] std::filesystem::path RunningMarker(const std::string& job,
                                                     std::int64_t number) const;
+  [[nodiscard]] tl::expected<void, std::string> WriteNow(const BuildRecord& record) const;
 
   std::filesystem::path builds_;
   std::filesystem::path running_;
+  mutable std::mutex mu_;
+  // Records whose write failed, by (job, number): the newest version of each.
+  std::map<std::pair<std::string, std::int64_t>, BuildRecord> pending_;
 };
 
 }  // namespace gearrun::runner

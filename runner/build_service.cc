@@ -40,6 +40,7 @@ tl::expected<std::string, std::string> CheckOut(const jobs::CheckoutSpec& checko
                                                 const jobs::EnvMap& parameters,
                                                 const std::filesystem::path& state_dir,
                                                 const std::filesystem::path& workspace,
+                                                const std::vector<std::string>& secrets,
                                                 BuildLog& log, Clock& clock, int cancel_fd) {
   auto url = jobs::SubstituteParameters(checkout.url, parameters);
   if (!url) return tl::unexpected("checkout url: " + url.error());
@@ -57,7 +58,8 @@ tl::expected<std::string, std::string> CheckOut(const jobs::CheckoutSpec& checko
                                                          .ref = *ref,
                                                          .dest = workspace / checkout.path,
                                                          .depth = checkout.depth,
-                                                         .submodules = checkout.submodules});
+                                                         .submodules = checkout.submodules,
+                                                         .secrets = secrets});
     if (result) {
       log.Line("checked out " + result->commit + " (" + std::to_string(result->received_objects) +
                " new objects fetched)");
@@ -95,7 +97,10 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
                                                                 BuildStore& store) {
   const jobs::JobSpec& job = *request.job;
   auto number = store.NextNumber(job.name);
-  if (!number) return tl::unexpected(StartFailure{"cannot number the build: " + number.error()});
+  if (!number) {
+    return tl::unexpected(StartFailure{.reason = "cannot number the build: " + number.error(),
+                                       .kind = StartFailure::Kind::kState});
+  }
 
   BuildRecord record;
   record.job = job.name;
@@ -116,28 +121,33 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   for (const auto& d : request.params.dropped) {
     record.dropped_parameters.push_back(MaskSecrets(d, secrets));
   }
-  record.unique = MaskSecrets(request.unique, secrets);
+  record.unique = request.unique;  // the client's name for the request, never rewritten
   record.jobs_commit = request.jobs_commit;
   record.started_at = FormatTimestamp(clock.WallNow());
   record.runner_pid = ::getpid();
   record.runner_start = ProcessStartId(record.runner_pid);
 
   // From here on the number exists: every failure leaves a NOT_BUILT record saying why.
-  auto not_built = [&](std::string reason) {
+  // Reasons may quote a parameter (a checkout URL, a ref): masked before they go anywhere.
+  auto not_built = [&](const std::string& reason,
+                       StartFailure::Kind kind = StartFailure::Kind::kBuild) {
+    std::string masked = MaskSecrets(reason, secrets);
     record.result = Result::kNotBuilt;
-    record.reason = reason;
+    record.reason = masked;
     record.finished_at = FormatTimestamp(clock.WallNow());
-    (void)store.Write(record);  // best effort: the caller reports the reason anyway
-    return tl::unexpected(StartFailure{std::move(reason), record.number});
+    (void)store.Write(record);  // kept for a later retry when it fails (BuildStore)
+    return tl::unexpected(StartFailure{std::move(masked), record.number, kind});
   };
-  if (auto ok = store.Write(record); !ok)
-    return not_built("cannot write build record: " + ok.error());
+  auto unwritable = [&](const std::string& error) {
+    return not_built("cannot write build record: " + error, StartFailure::Kind::kState);
+  };
+  if (auto ok = store.Write(record); !ok) return unwritable(ok.error());
 
   auto log = BuildLog::Open(store.LogPath(job.name, record.number),
                             {.cap_bytes = settings.log_cap_bytes,
                              .secrets = request.params.secret_values,
                              .tee_fd = request.tee_fd});
-  if (!log) return not_built(log.error());
+  if (!log) return not_built(log.error(), StartFailure::Kind::kState);
 
   std::filesystem::path root =
       settings.workspace_root.empty() ? settings.state_dir / "workspace" : settings.workspace_root;
@@ -150,17 +160,16 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   record.workspace = workspace->path().string();
 
   if (job.checkout) {
-    auto checked_out = CheckOut(
-        *job.checkout, request.params.parameters, settings.state_dir, workspace->path(), *log,
-        clock, request.stopper != nullptr ? request.stopper->steps_token().fd() : -1);
+    auto checked_out =
+        CheckOut(*job.checkout, request.params.parameters, settings.state_dir, workspace->path(),
+                 request.params.secret_values, *log, clock,
+                 request.stopper != nullptr ? request.stopper->steps_token().fd() : -1);
     if (!checked_out) {
       log->Line("the build could not start: " + checked_out.error());
       return not_built(checked_out.error());
     }
     record.checkout_commit = *checked_out;
-    if (auto ok = store.Write(record); !ok) {
-      return not_built("cannot write build record: " + ok.error());
-    }
+    if (auto ok = store.Write(record); !ok) return unwritable(ok.error());
   }
 
   auto executor = ContainerExecutor::Create({.mode = settings.containment,
@@ -177,8 +186,7 @@ tl::expected<std::unique_ptr<Build>, StartFailure> Build::Start(const NodeSettin
   record.cgroup = (*executor)->cgroup();
   // Written before any step runs, so that after a crash the next start can find what is
   // left of this build (runner/recovery.h).
-  if (auto ok = store.Write(record); !ok)
-    return not_built("cannot write build record: " + ok.error());
+  if (auto ok = store.Write(record); !ok) return unwritable(ok.error());
   std::string limits = (*executor)->DescribeLimits(settings.memory_max_bytes, settings.pids_max);
 
   std::unique_ptr<BuildStopper> own_stopper;
@@ -249,15 +257,23 @@ const BuildRecord& Build::Run(BuildObserver* observer) {
   BuildOutcome outcome = RunBuild(plan, *executor_, clock_, log_, *stopper_, observer);
   std::lock_guard lock(record_mu_);
   record_.result = outcome.result;
-  record_.reason = outcome.reason;
+  record_.reason = MaskSecrets(outcome.reason, request_.params.secret_values);
   record_.steps = std::move(outcome.steps);
   record_.leftovers_killed = outcome.leftovers_killed;
   record_.log_capped = log_.capped();
   record_.finished_at = FormatTimestamp(clock_.WallNow());
   record_.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - started_).count();
+  if (!log_.write_error().empty()) {
+    record_.state_error =
+        "its log lost " + std::to_string(log_.lost_bytes()) + " bytes: " + log_.write_error();
+  }
   if (auto ok = store_.Write(record_); !ok) {
+    std::string error = "its record could not be written: " + ok.error();
     log_.Line("cannot write the build record: " + ok.error());
+    record_.state_error = record_.state_error.empty() ? error : record_.state_error + "; " + error;
+    // The copy the store keeps for later says so too.
+    (void)store_.Write(record_);
   }
   return record_;
 }

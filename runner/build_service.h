@@ -11,7 +11,9 @@
 //
 // `settings`, the clock and the store must outlive the Build.
 // Start() gives out the build number, writes a RUNNING record, opens the log, takes a
-// workspace and a sandbox container. Run() runs the steps (runner/build.h) and writes the
+// workspace and a sandbox container. Every text that leaves a Build (its record, the reason
+// of a failed start, its log) has the request's secret values masked; the unique id is the
+// client's and is kept as sent. Run() runs the steps (runner/build.h) and writes the
 // final record atomically. Stop() may be called from any thread at any time.
 #pragma once
 
@@ -65,8 +67,11 @@ struct BuildRequest {
 };
 
 struct StartFailure {
-  std::string reason;
+  // kState: the state directory could not be written (a node problem, not the job's).
+  enum class Kind { kBuild, kState };
+  std::string reason;                  // secrets masked
   std::optional<std::int64_t> number;  // when a number (and a NOT_BUILT record) exists
+  Kind kind = Kind::kBuild;
 };
 
 class Build {
@@ -79,7 +84,9 @@ class Build {
   [[nodiscard]] const std::filesystem::path& log_path() const { return log_.path(); }
   [[nodiscard]] int total_steps() const { return static_cast<int>(request_.job->steps.size()); }
 
-  // Runs every step and finally step; writes and returns the final record.
+  // Runs every step and finally step; writes and returns the final record. When its log or
+  // its record could not be written, the record's state_error says so (and the store keeps
+  // the record to write it later: BuildStore::RetryPending).
   const BuildRecord& Run(BuildObserver* observer);
 
   // Thread-safe. Returns false when the build was already being stopped.

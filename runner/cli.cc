@@ -12,6 +12,7 @@
 #include "runner/config.h"
 #include "runner/run_command.h"
 #include "runner/serve_command.h"
+#include "sandbox/supervisor.h"
 
 namespace gearrun::runner {
 namespace {
@@ -223,6 +224,12 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   cancel_cmd->add_option("handle", cancel.handle, "The job handle (submit prints it)")->required();
   add_servers(*cancel_cmd, cancel.client);
 
+  // Internal: started by `run` and `serve` (sandbox/supervisor.h); not in --help.
+  auto* supervise_cmd =
+      app.add_subcommand("supervise",
+                         "Ends the builds of the runner that started it, should it die")
+          ->group("");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -241,6 +248,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   if (describe_cmd->parsed()) return RunDescribe(describe, out, err);
   if (status_cmd->parsed()) return RunStatus(status, out, err);
   if (cancel_cmd->parsed()) return RunCancel(cancel, out, err);
+  if (supervise_cmd->parsed()) return sandbox::RunSupervisor(STDIN_FILENO);
   err << app.help();
   return kExitUsage;
 }

@@ -144,12 +144,31 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
   if (state_ != State::kUp) return ready;
 
   if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    // Packets are taken out after every read, so that the decoder learns of an oversized
+    // request at its first bytes and drops the rest as it comes, instead of buffering it.
+    // Packets that arrived before a close still count (a JOB_ASSIGN must be answered if it
+    // can be; the caller sees the error after them).
+    auto decode = [&] {
+      for (;;) {
+        auto next = decoder_.Next();
+        if (!next) {
+          ready.error = "protocol error: " + next.error();
+          return;
+        }
+        if (!next->has_value()) return;
+        // The server speaks: only now does the backoff start again from 1 s (a peer that
+        // accepts and closes at once must not get a reconnect every second).
+        failures_ = 0;
+        ready.packets.push_back(std::move(**next));
+      }
+    };
     char buf[65536];
     for (;;) {
       ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
       if (n > 0) {
         decoder_.Feed(std::string_view(buf, static_cast<std::size_t>(n)));
-        if (static_cast<std::size_t>(n) < sizeof(buf)) break;
+        decode();
+        if (!ready.error.empty() || static_cast<std::size_t>(n) < sizeof(buf)) break;
         continue;
       }
       if (n == 0) {
@@ -160,20 +179,6 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
         ready.error = ErrnoText("recv", errno);
       }
       break;
-    }
-    // Packets that arrived before a close still count (a JOB_ASSIGN must be answered if
-    // it can be; the caller sees the error after them).
-    for (;;) {
-      auto next = decoder_.Next();
-      // The server speaks: only now does the backoff start again from 1 s (a peer that
-      // accepts and closes at once must not get a reconnect every second).
-      if (next && next->has_value()) failures_ = 0;
-      if (!next) {
-        ready.error = "protocol error: " + next.error();
-        break;
-      }
-      if (!next->has_value()) break;
-      ready.packets.push_back(std::move(**next));
     }
   }
   if (ready.error.empty() && (revents & POLLOUT) != 0) Flush();
@@ -242,9 +247,13 @@ void GearmanConnection::Flush() {
   }
 }
 
-void GearmanConnection::Drop(std::string reason, TimePoint now) {
-  // A connection that lasted counts as a success even if the server never spoke.
-  if (state_ == State::kUp && now - up_since_ > std::chrono::seconds(10)) failures_ = 0;
+void GearmanConnection::Drop(std::string reason, TimePoint now, DropKind kind) {
+  // A connection that lasted counts as a success even if the server never spoke (an idle
+  // executor connection), unless it is dropped because the server did not answer.
+  if (kind == DropKind::kLost && state_ == State::kUp &&
+      now - up_since_ > std::chrono::seconds(10)) {
+    failures_ = 0;
+  }
   Close();
   last_error_ = std::move(reason);
   ++failures_;

@@ -9,7 +9,9 @@
 //     this connection, RESET_ABILITIES when the set becomes empty;
 //   - TCP keepalive (idle 30 s, interval 10 s, 3 probes);
 //   - after a failure, the next attempt waits 1 s, doubling up to 30 s, jittered by ±20 %,
-//     so a dead server costs next to no CPU.
+//     so a dead server costs next to no CPU; the backoff starts again from 1 s only once
+//     the server has sent a packet (or a connection lasted 10 s without being given up as
+//     unresponsive).
 //
 //   GearmanConnection c({"127.0.0.1", 4730}, "build-01_exec-0");
 //   c.SetFunctions({"build:guava"});       // sent now if up, else on connect
@@ -79,8 +81,13 @@ class GearmanConnection {
   // Whether output is still waiting to be written.
   [[nodiscard]] bool has_output() const { return !output_.empty(); }
 
+  // Why a connection is dropped: kLost (it failed) or kUnresponsive (the server did not
+  // answer in time). After kUnresponsive the backoff keeps growing however long the
+  // connection was up, since a hung server still accepts connections; otherwise a connection
+  // that lasted 10 s starts the backoff again from 1 s.
+  enum class DropKind { kLost, kUnresponsive };
   // Closes the connection (if any) and schedules the next attempt after a backoff.
-  void Drop(std::string reason, TimePoint now);
+  void Drop(std::string reason, TimePoint now, DropKind kind = DropKind::kLost);
   // Closes without reconnecting.
   void Close();
 

@@ -2,6 +2,7 @@
 
 #include <libgearman-1.0/protocol.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -165,7 +166,58 @@ std::string Encode(const Packet& packet) {
   return out + data;
 }
 
+void PacketDecoder::Feed(std::string_view bytes) {
+  if (skip_ > 0) {
+    std::size_t drop = static_cast<std::size_t>(std::min<std::uint64_t>(skip_, bytes.size()));
+    bytes.remove_prefix(drop);
+    skip_ -= drop;
+  }
+  buffer_.append(bytes);
+}
+
+void PacketDecoder::Consume(std::size_t bytes) {
+  offset_ += bytes;
+  // Compact now and then, so that the buffer does not grow with the connection's life.
+  if (offset_ == buffer_.size()) {
+    buffer_.clear();
+    offset_ = 0;
+  } else if (offset_ > (1u << 16)) {
+    buffer_.erase(0, offset_);
+    offset_ = 0;
+  }
+}
+
+tl::expected<std::optional<Packet>, std::string> PacketDecoder::NextOversized(
+    Command command, std::uint32_t size, std::string_view available) {
+  // The arguments before the workload are short (a handle, a function name, a unique id);
+  // they must be within the first 64 KiB.
+  constexpr std::size_t kLeadingMax = 64u << 10;
+  std::size_t leading = ArgumentCount(command).value_or(1) - 1;
+  std::string_view data = available.substr(kHeaderSize);
+  data = data.substr(0, std::min<std::size_t>(data.size(), size));
+  std::vector<std::string> args;
+  std::size_t used = 0;
+  while (args.size() < leading) {
+    auto nul = data.find('\0', used);
+    if (nul == std::string_view::npos || nul >= kLeadingMax) {
+      if (data.size() < kLeadingMax && data.size() < size) return std::nullopt;  // more to come
+      return tl::unexpected(CommandName(command) + " packet of " + std::to_string(size) +
+                            " bytes has no arguments in its first " + std::to_string(kLeadingMax) +
+                            " bytes");
+    }
+    args.emplace_back(data.substr(used, nul - used));
+    used = nul + 1;
+  }
+  args.emplace_back();  // the workload, dropped
+  // Everything of the packet that is here goes now; the rest is dropped as it arrives.
+  std::size_t here = data.size();
+  skip_ = size - here;
+  Consume(kHeaderSize + here);
+  return Packet{.magic = expected_, .command = command, .args = std::move(args), .oversized = size};
+}
+
 tl::expected<std::optional<Packet>, std::string> PacketDecoder::Next() {
+  if (skip_ > 0) return std::nullopt;  // the rest of an oversized packet has yet to pass
   std::string_view rest(buffer_);
   rest.remove_prefix(offset_);
   if (rest.size() < kHeaderSize) return std::nullopt;
@@ -176,6 +228,10 @@ tl::expected<std::optional<Packet>, std::string> PacketDecoder::Next() {
   auto command = static_cast<Command>(GetBigEndian(rest.substr(4, 4)));
   std::uint32_t size = GetBigEndian(rest.substr(8, 4));
   if (size > kMaxPacketData) {
+    if (command == Command::kJobAssign || command == Command::kJobAssignUniq ||
+        command == Command::kJobAssignAll) {
+      return NextOversized(command, size, rest);
+    }
     return tl::unexpected(CommandName(command) + " packet of " + std::to_string(size) +
                           " bytes is larger than the limit of " + std::to_string(kMaxPacketData));
   }
@@ -197,16 +253,7 @@ tl::expected<std::optional<Packet>, std::string> PacketDecoder::Next() {
     packet.args.emplace_back(data.substr(0, nul));
     data.remove_prefix(nul + 1);
   }
-
-  offset_ += kHeaderSize + size;
-  // Compact now and then, so that the buffer does not grow with the connection's life.
-  if (offset_ == buffer_.size()) {
-    buffer_.clear();
-    offset_ = 0;
-  } else if (offset_ > (1u << 16)) {
-    buffer_.erase(0, offset_);
-    offset_ = 0;
-  }
+  Consume(kHeaderSize + size);
   return packet;
 }
 

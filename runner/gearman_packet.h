@@ -63,6 +63,10 @@ struct Packet {
   Magic magic = Magic::kRequest;
   Command command = Command::kNoop;
   std::vector<std::string> args;
+  // A job assignment whose data was larger than kMaxPacketData: its last argument (the
+  // workload) was dropped unread and is empty here; this is the size of the whole data part,
+  // so that the request can be refused with WORK_EXCEPTION + WORK_FAIL. 0 otherwise.
+  std::uint32_t oversized = 0;
 
   friend bool operator==(const Packet&, const Packet&) = default;
 };
@@ -75,26 +79,40 @@ struct Packet {
 // invariant: aborts).
 [[nodiscard]] std::string Encode(const Packet& packet);
 
-// Largest data part accepted from a peer; a bigger one is a protocol error (the connection
-// is then dropped) rather than an unbounded allocation.
-inline constexpr std::uint32_t kMaxPacketData = 64u << 20;
+// The largest workload gearrun takes in a request: far beyond any set of build parameters
+// (each value is at most 128 KiB anyway), small enough to hold for every connection.
+inline constexpr std::uint32_t kMaxWorkloadBytes = 1u << 20;
+// Largest data part held in memory: a workload and the arguments before it. A bigger job
+// assignment is delivered without its workload (Packet::oversized) while the rest of it is
+// skipped as it arrives; any other bigger packet is a protocol error (the connection is then
+// dropped), never an unbounded allocation.
+inline constexpr std::uint32_t kMaxPacketData = kMaxWorkloadBytes + (64u << 10);
 
-// Splits a byte stream into packets. Errors (wrong magic, oversized packet, too few
-// arguments) are fatal for the stream.
+// Splits a byte stream into packets. Errors (wrong magic, oversized packet that is not a job
+// assignment, too few arguments) are fatal for the stream.
 class PacketDecoder {
  public:
   explicit PacketDecoder(Magic expected) : expected_(expected) {}
 
-  void Feed(std::string_view bytes) { buffer_.append(bytes); }
+  // Bytes of an oversized assignment's workload are dropped here, as they arrive.
+  void Feed(std::string_view bytes);
   // The next complete packet; nullopt when more bytes are needed.
   [[nodiscard]] tl::expected<std::optional<Packet>, std::string> Next();
   // Bytes received but not yet returned as packets.
   [[nodiscard]] std::size_t buffered() const { return buffer_.size() - offset_; }
 
  private:
+  // An oversized job assignment: its leading arguments (handle, function, unique) and the
+  // number of bytes consumed, once they are all buffered; nullopt while more are needed.
+  tl::expected<std::optional<Packet>, std::string> NextOversized(Command command,
+                                                                 std::uint32_t size,
+                                                                 std::string_view available);
+  void Consume(std::size_t bytes);
+
   Magic expected_;
   std::string buffer_;
   std::size_t offset_ = 0;
+  std::uint64_t skip_ = 0;  // bytes of an oversized workload still to drop
 };
 
 }  // namespace gearrun::runner

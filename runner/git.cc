@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "runner/build_log.h"
 #include "sandbox/unique_fd.h"
 
 namespace gearrun::runner {
@@ -110,6 +111,11 @@ std::string GitMessage(std::string_view url) {
     if (colon != std::string_view::npos || secret.size() >= 8) ReplaceAll(text, secret, "***");
   }
   return text;
+}
+
+// What of `url` may be written to disk or shown: no credentials, no secret values.
+std::string Shown(std::string_view url, const std::vector<std::string>& secrets) {
+  return MaskSecrets(RedactUrl(url), secrets);
 }
 
 std::string OidHex(const git_oid& oid) {
@@ -289,9 +295,10 @@ tl::expected<FetchStats, std::string> Fetch(git_repository* repo, const std::str
 
 // FetchMirror without taking libgit2 up and down.
 tl::expected<GitFetchResult, std::string> FetchMirrorImpl(const fs::path& cache_root,
-                                                          const std::string& url) {
-  const std::string where = RedactUrl(url);
-  GitFetchResult result{.mirror = MirrorPathFor(cache_root, url)};
+                                                          const std::string& url,
+                                                          const std::vector<std::string>& secrets) {
+  const std::string where = Shown(url, secrets);
+  GitFetchResult result{.mirror = MirrorPathFor(cache_root, url, secrets)};
   auto lock = LockMirror(result.mirror, LockMode::kExclusive);
   if (!lock) return tl::unexpected(lock.error());
   const std::string failed = "cannot fetch " + where + " into " + result.mirror.string() + ": ";
@@ -332,7 +339,7 @@ tl::expected<GitFetchResult, std::string> FetchMirrorImpl(const fs::path& cache_
       repo.reset();
       fs::remove_all(result.mirror, ec);
     }
-    std::string as = rewritten == url ? "" : "(as " + RedactUrl(rewritten) + ") ";
+    std::string as = rewritten == url ? "" : "(as " + Shown(rewritten, secrets) + ") ";
     return tl::unexpected(failed + as + stats.error());
   }
   result.received_objects = stats->received_objects;
@@ -613,7 +620,7 @@ tl::expected<std::map<std::string, SubmoduleEntry>, std::string> ReadGitmodules(
 tl::expected<void, std::string> CheckOutSubmodules(const fs::path& cache_root,
                                                    const GitCheckoutRequest& request,
                                                    const git_oid& commit, int level) {
-  const std::string where = RedactUrl(request.url);
+  const std::string where = Shown(request.url, request.secrets);
   auto declared = ReadGitmodules(request.dest / ".gitmodules");
   if (!declared) {
     return tl::unexpected("cannot read .gitmodules of " + where + ": " + declared.error());
@@ -655,14 +662,16 @@ tl::expected<void, std::string> CheckOutSubmodules(const fs::path& cache_root,
     auto url = ResolveSubmoduleUrl(request.url, submodule.url);
     if (!url) return tl::unexpected(what + url.error());
     // What `git submodule init` records, for git commands in the build's steps.
-    auto init = SetConfig(repo.get(), ("submodule." + name + ".url").c_str(), RedactUrl(*url));
+    auto init =
+        SetConfig(repo.get(), ("submodule." + name + ".url").c_str(), Shown(*url, request.secrets));
     if (init) init = SetConfig(repo.get(), ("submodule." + name + ".active").c_str(), "true");
     if (!init) return tl::unexpected(what + init.error());
     GitCheckoutRequest inner{.url = *url,
                              .ref = OidHex(*git_tree_entry_id(entry.get())),
                              .dest = request.dest / submodule.path,
                              .depth = request.depth,
-                             .submodules = true};
+                             .submodules = true,
+                             .secrets = request.secrets};
     auto done = CheckoutImpl(cache_root, inner, level + 1);
     if (!done) return tl::unexpected(what + done.error());
   }
@@ -672,12 +681,12 @@ tl::expected<void, std::string> CheckOutSubmodules(const fs::path& cache_root,
 tl::expected<GitCheckoutResult, std::string> CheckoutImpl(const fs::path& cache_root,
                                                           const GitCheckoutRequest& request,
                                                           int level) {
-  const std::string where = RedactUrl(request.url);
+  const std::string where = Shown(request.url, request.secrets);
   if (level > kMaxSubmoduleDepth) {
     return tl::unexpected("submodules nested more than " + std::to_string(kMaxSubmoduleDepth) +
                           " deep at " + where);
   }
-  GitCheckoutResult result{.mirror = MirrorPathFor(cache_root, request.url)};
+  GitCheckoutResult result{.mirror = MirrorPathFor(cache_root, request.url, request.secrets)};
   git_oid oid{};
   auto lock = LockMirror(result.mirror, LockMode::kShared);
   if (!lock) return tl::unexpected(lock.error());
@@ -691,7 +700,7 @@ tl::expected<GitCheckoutResult, std::string> CheckoutImpl(const fs::path& cache_
   }
   if (!have) {
     lock->reset();  // the fetch takes it exclusively
-    auto fetched = FetchMirrorImpl(cache_root, request.url);
+    auto fetched = FetchMirrorImpl(cache_root, request.url, request.secrets);
     if (!fetched) return tl::unexpected(fetched.error());
     result.received_objects = fetched->received_objects;
     lock = LockMirror(result.mirror, LockMode::kShared);
@@ -772,8 +781,9 @@ std::string RedactUrl(std::string_view url) {
   return std::string(url.substr(0, span->first)) + std::string(url.substr(span->second + 1));
 }
 
-fs::path MirrorPathFor(const fs::path& cache_root, std::string_view url) {
-  std::string key = RedactUrl(url);
+fs::path MirrorPathFor(const fs::path& cache_root, std::string_view url,
+                       const std::vector<std::string>& secrets) {
+  std::string key = Shown(url, secrets);
   while (!key.empty() && key.back() == '/') key.pop_back();
   std::string_view rest = key;
   size_t cut = rest.find_last_of("/:");
@@ -793,9 +803,12 @@ fs::path MirrorPathFor(const fs::path& cache_root, std::string_view url) {
 }
 
 tl::expected<GitFetchResult, std::string> FetchMirror(const fs::path& cache_root,
-                                                      std::string_view url) {
+                                                      std::string_view url,
+                                                      const std::vector<std::string>& secrets) {
   GitLibrary library;
-  return FetchMirrorImpl(cache_root, std::string(url));
+  auto fetched = FetchMirrorImpl(cache_root, std::string(url), secrets);
+  if (!fetched) return tl::unexpected(MaskSecrets(fetched.error(), secrets));
+  return fetched;
 }
 
 tl::expected<std::string, std::string> ResolveInMirror(const fs::path& mirror,
@@ -813,7 +826,10 @@ tl::expected<std::string, std::string> ResolveInMirror(const fs::path& mirror,
 tl::expected<GitCheckoutResult, std::string> CheckoutFromMirror(const fs::path& cache_root,
                                                                 const GitCheckoutRequest& request) {
   GitLibrary library;
-  return CheckoutImpl(cache_root, request, 0);
+  auto done = CheckoutImpl(cache_root, request, 0);
+  // Every message: libgit2's may quote the URL, a ref or a path made from them.
+  if (!done) return tl::unexpected(MaskSecrets(done.error(), request.secrets));
+  return done;
 }
 
 tl::expected<void, std::string> ExportTree(const fs::path& mirror, std::string_view commit,

@@ -46,6 +46,7 @@
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
+#include <vector>
 
 namespace gearrun::runner {
 
@@ -80,6 +81,11 @@ struct GitCheckoutRequest {
   // submodule is a repository of its own in its path (its .git a folder, not a link into the
   // superproject's .git/modules); `git submodule status` sees it initialized and up to date.
   bool submodules = false;
+  // Values that must never be written or shown (secret build parameters that a URL or ref
+  // may hold): masked in every message, in the URLs written to the mirror's and dest's
+  // configuration, and in the mirror's name. URLs that differ only in a secret value share
+  // one mirror (a secret is a credential, not part of which repository it is).
+  std::vector<std::string> secrets;
 };
 
 struct GitFetchResult {
@@ -97,16 +103,18 @@ struct GitCheckoutResult {
 
 // Where the mirror of `url` lives under `cache_root`: <cache_root>/<name>-<hash>, with <name>
 // the last part of the URL's path (letters, digits, '.', '_', '-') and <hash> 16 hex digits of
-// the URL without credentials. Only computes the path.
+// the URL without credentials and with `secrets` masked. Only computes the path.
 [[nodiscard]] std::filesystem::path MirrorPathFor(const std::filesystem::path& cache_root,
-                                                  std::string_view url);
+                                                  std::string_view url,
+                                                  const std::vector<std::string>& secrets = {});
 
 // Brings the mirror of `url` up to date with the remote, creating it (and cache_root) if
 // needed: fetches what is new on every ref, and drops the refs the remote no longer has.
 // Waits for another fetch of the same mirror to finish first. Errors name the URL (without
 // credentials) and carry libgit2's message: unreachable remote, authentication, I/O.
 [[nodiscard]] tl::expected<GitFetchResult, std::string> FetchMirror(
-    const std::filesystem::path& cache_root, std::string_view url);
+    const std::filesystem::path& cache_root, std::string_view url,
+    const std::vector<std::string>& secrets = {});
 
 // The commit `ref` names in `mirror` (as GitCheckoutRequest::ref explains), as 40 hex
 // digits. Reads only the mirror: no network. Errors: the mirror cannot be opened, or there is

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "jobs/job_spec.h"
+
 namespace gearrun::runner {
 namespace {
 
@@ -95,6 +97,10 @@ tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payloa
 
 tl::expected<BuildReference, std::string> ParseBuildReference(std::string_view workload,
                                                               ReferenceKind kind) {
+  // The parser would take a NUL for the end of the input and ignore what follows.
+  if (workload.find('\0') != std::string_view::npos) {
+    return tl::unexpected(std::string("invalid JSON: a NUL byte"));
+  }
   nlohmann::json j = nlohmann::json::parse(workload, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return tl::unexpected(
@@ -107,6 +113,10 @@ tl::expected<BuildReference, std::string> ParseBuildReference(std::string_view w
     return tl::unexpected(std::string("missing or invalid \"name\": expected the job name"));
   }
   ref.name = name->get<std::string>();
+  // Checked before anything is looked up: a name is a directory name on this node.
+  if (std::string problem = jobs::JobNameProblem(ref.name); !problem.empty()) {
+    return tl::unexpected("invalid \"name\": not a job name (" + problem + ")");
+  }
   auto number = j.find("number");
   bool ok = false;
   if (number != j.end() && number->is_number_integer()) {

@@ -45,7 +45,7 @@ std::string ProcessStartId(int pid) {
   return {};
 }
 
-std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock) {
+std::vector<LostBuild> RecoverLostBuilds(BuildStore& store, Clock& clock) {
   std::vector<LostBuild> lost;
   for (const auto& id : store.Running()) {
     auto record = store.Read(id.job, id.number);

@@ -27,6 +27,6 @@ struct LostBuild {
 
 // Looks only at the builds the store lists as running (BuildStore::Running()), so its cost
 // does not grow with the number of builds ever run.
-[[nodiscard]] std::vector<LostBuild> RecoverLostBuilds(const BuildStore& store, Clock& clock);
+[[nodiscard]] std::vector<LostBuild> RecoverLostBuilds(BuildStore& store, Clock& clock);
 
 }  // namespace gearrun::runner

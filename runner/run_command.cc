@@ -19,6 +19,7 @@
 #include "runner/summary.h"
 #include "sandbox/process.h"
 #include "sandbox/reaper.h"
+#include "sandbox/supervisor.h"
 
 namespace gearrun::runner {
 namespace {
@@ -164,6 +165,10 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   if (auto ok = sandbox::BecomeSubreaper(); !ok) {
     err << "gearrun run: warning: " << ok.error().ToString() << "\n";
   }
+  // Ends the build should this process die without ending it (kill -9, a crash).
+  if (auto ok = sandbox::StartSupervisor("/proc/self/exe", {"gearrun", "supervise"}); !ok) {
+    err << "gearrun run: warning: no supervisor: " << ok.error().ToString() << "\n";
+  }
   out.flush();
 
   // Builds that an earlier gearrun left running when it died: end what is left of them.
@@ -200,6 +205,11 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   const BuildRecord* record = &(*build)->Run(nullptr);
   PrintSummary(*record, out);
   out << "log: " << (*build)->log_path().string() << "\n";
+  if (!record->state_error.empty()) {
+    // The result is not on disk (or its log is incomplete): not a clean success.
+    err << "gearrun run: the build could not be recorded: " << record->state_error << "\n";
+    return kExitFailed;
+  }
   return BuildExitCode(record->result);
 }
 

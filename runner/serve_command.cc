@@ -19,6 +19,7 @@
 #include "runner/worker.h"
 #include "sandbox/process.h"
 #include "sandbox/reaper.h"
+#include "sandbox/supervisor.h"
 #include "sandbox/unique_fd.h"
 
 namespace gearrun::runner {
@@ -101,6 +102,13 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
 
   // Orphans of builds are re-parented to us, so that nothing escapes and all is reaped.
   if (auto ok = sandbox::BecomeSubreaper(); !ok) spdlog::warn("{}", ok.error().ToString());
+  // Ends the builds should this process die without ending them (kill -9, a crash).
+  if (auto ok = sandbox::StartSupervisor("/proc/self/exe", {"gearrun", "supervise"}); !ok) {
+    spdlog::warn(
+        "no supervisor: builds would outlive a crash of gearrun until its next start "
+        "[error: {}]",
+        ok.error().ToString());
+  }
 
   SystemClock clock;
   BuildStore store(node.state_dir);
@@ -135,6 +143,7 @@ int RunServe(const ServeFlags& flags, std::ostream& /*out*/, std::ostream& err) 
     spdlog::error("cannot start: {}", worker.error());
     return kExitFailed;
   }
+  (*worker)->WatchState([&lock] { return lock->Check(); });
   if (git_jobs) {
     Worker& w = **worker;
     git_jobs->Start([&w] { w.JobsChanged(); });

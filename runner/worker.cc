@@ -22,6 +22,10 @@ using SteadyClock = std::chrono::steady_clock;
 // once, so a longer silence is a hung server, which must not keep the node's single right
 // to grab (and its other servers' builds) for itself. Also bounds the wait at exit.
 constexpr std::chrono::seconds kGrabReplyWait{10};
+// How often a state directory that could not be written is tried again.
+constexpr std::chrono::seconds kStateProbeInterval{5};
+// The longest wait between two questions to a server that has stopped answering.
+constexpr std::chrono::milliseconds kMaxProbeInterval{60'000};
 // How long results waiting in send buffers may take to leave at exit.
 constexpr std::chrono::seconds kFlushAtExit{5};
 
@@ -43,6 +47,7 @@ struct Worker::RunningBuild {
   std::unique_ptr<Build> build;
   std::string start_error;
   std::optional<std::int64_t> failed_number;
+  StartFailure::Kind start_failure_kind = StartFailure::Kind::kBuild;
   std::promise<void> announced;  // the loop has sent WORK_DATA: steps may start
   bool announced_set = false;
   std::string job;  // for logs
@@ -82,17 +87,26 @@ tl::expected<std::unique_ptr<Worker>, std::string> Worker::Create(const ServeCon
 
 Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& store, Clock& clock,
                sandbox::UniqueFd wake)
-    : config_(config), registry_(registry), store_(store), clock_(clock), wake_(std::move(wake)) {
+    : config_(config),
+      registry_(registry),
+      store_(store),
+      clock_(clock),
+      servers_(config.servers.size()),
+      wake_(std::move(wake)) {
   const std::string& node = config_.node.name;
   for (int i = 0; i < config_.executors; ++i) {
-    for (const auto& server : config_.servers) {
+    for (std::size_t s = 0; s < config_.servers.size(); ++s) {
       executor_links_.push_back(std::make_unique<Link>(
-          Link{.conn = GearmanConnection(server, ExecutorId(node, i)), .executor = i}));
+          Link{.conn = GearmanConnection(config_.servers[s], ExecutorId(node, i)),
+               .executor = i,
+               .server = s}));
     }
   }
-  for (const auto& server : config_.servers) {
+  for (std::size_t s = 0; s < config_.servers.size(); ++s) {
     auto link = std::make_unique<Link>(
-        Link{.conn = GearmanConnection(server, node + "_manager"), .executor = -1});
+        Link{.conn = GearmanConnection(config_.servers[s], node + "_manager"),
+             .executor = -1,
+             .server = s});
     link->conn.SetFunctions({"stop:" + node, "set_description:" + node});
     manager_links_.push_back(std::move(link));
   }
@@ -100,6 +114,8 @@ Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& sto
 }
 
 Worker::~Worker() {
+  if (state_probe_.joinable()) state_probe_.join();
+  if (reload_.joinable()) reload_.join();
   // Run() returns only when no build is left; this is for a Worker destroyed otherwise.
   for (auto& b : running_) {
     b->stopper->Stop("the runner shutting down");
@@ -132,7 +148,8 @@ int Worker::Run(int signal_fd) {
         if (l->grab != GrabState::kGrabbing || now - l->grab_sent <= kGrabReplyWait) continue;
         std::string why =
             "no reply to GRAB_JOB_UNIQ within " + std::to_string(kGrabReplyWait.count()) + "s";
-        l->conn.Drop(why, now);
+        OnServerSilent(*l, now);
+        l->conn.Drop(why, now, GearmanConnection::DropKind::kUnresponsive);
         OnLinkDown(*l, /*was_up=*/true, why);
       }
     }
@@ -176,11 +193,14 @@ int Worker::Run(int signal_fd) {
     for (std::size_t i = 0; i < polled.size(); ++i) {
       HandleReady(*polled[i], fds[i + 2].revents, now);
     }
+    ProbeSilentServers(now);
+    MaybeProbeState(now);
     MaybeGrab(now);
     // Orphans of builds are ours (subreaper); each build also reaps after each step. Once
     // a second is enough, not at every packet.
     if (now - last_reap >= std::chrono::seconds(1)) {
       sandbox::ReapOrphans();
+      CheckState();
       last_reap = now;
     }
   }
@@ -203,6 +223,13 @@ void Worker::HandleReady(Link& link, short revents, SteadyClock::time_point now)
                  link.conn.registered().size());
     link.logged_down = false;
     link.grab = GrabState::kAwake;
+  }
+  if (!ready.packets.empty()) {
+    ServerHealth& health = servers_[link.server];
+    if (!health.answering && health.next_probe != SteadyClock::time_point{}) {
+      spdlog::info("server answers again [server: {}]", link.conn.server().ToString());
+    }
+    health = ServerHealth{.answering = true};
   }
   for (const auto& p : ready.packets) {
     bool assignment = p.command == Command::kJobAssign || p.command == Command::kJobAssignUniq ||
@@ -235,6 +262,34 @@ void Worker::OnLinkDown(Link& link, bool was_up, const std::string& error) {
   if (grab_link_ == &link) grab_link_ = nullptr;
 }
 
+void Worker::OnServerSilent(const Link& link, SteadyClock::time_point now) {
+  ServerHealth& health = servers_[link.server];
+  if (health.answering || health.next_probe == SteadyClock::time_point{}) {
+    spdlog::warn(
+        "server did not answer a GRAB_JOB_UNIQ in {}s: its connections get no builds until it "
+        "answers again [server: {}, client id: {}]",
+        kGrabReplyWait.count(), link.conn.server().ToString(), link.conn.client_id());
+    health.probe_interval = std::chrono::seconds(1);
+  } else {
+    health.probe_interval = std::min(health.probe_interval * 2, kMaxProbeInterval);
+  }
+  health.answering = false;
+  health.next_probe = now + health.probe_interval;
+}
+
+void Worker::ProbeSilentServers(SteadyClock::time_point now) {
+  for (auto& l : manager_links_) {
+    ServerHealth& health = servers_[l->server];
+    if (health.answering || !l->conn.up() || l->grab != GrabState::kSleeping ||
+        now < health.next_probe) {
+      continue;
+    }
+    l->grab = GrabState::kAwake;  // MaybeGrab asks it
+    health.next_probe = now + health.probe_interval;
+    health.probe_interval = std::min(health.probe_interval * 2, kMaxProbeInterval);
+  }
+}
+
 void Worker::HandlePacket(Link& link, const Packet& packet) {
   switch (packet.command) {
     case Command::kNoop:
@@ -258,6 +313,14 @@ void Worker::HandlePacket(Link& link, const Packet& packet) {
       const std::string& workload = a.back();
       link.grab = GrabState::kAwake;
       if (grab_link_ == &link) grab_link_ = nullptr;
+      if (packet.oversized > 0) {
+        spdlog::warn("request refused, too large [function: {}, handle: {}, bytes: {}]", function,
+                     handle, packet.oversized);
+        Refuse(link, handle,
+               "the request is " + std::to_string(packet.oversized) +
+                   " bytes; a workload may be at most " + std::to_string(kMaxWorkloadBytes));
+        return;
+      }
       if (link.executor < 0) {
         HandleManagerRequest(link, handle, function, workload);
       } else {
@@ -290,8 +353,10 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
                                 const std::string& unique, const std::string& workload) {
   const int executor = link.executor;
   const std::string& node = config_.node.name;
-  if (!online_ || draining_ || once_done_ || ExecutorBusy(executor)) {
-    std::string why = draining_ ? "is shutting down" : "is offline";
+  if (!online_ || draining_ || once_done_ || ExecutorBusy(executor) || !state_problem_.empty()) {
+    std::string why = draining_                 ? "is shutting down"
+                      : !state_problem_.empty() ? "cannot write its state directory"
+                                                : "is offline";
     spdlog::info("request refused, node {} [function: {}, handle: {}]", why, function, handle);
     Refuse(link, handle, "node " + node + " " + why + "; run the build elsewhere");
     return;
@@ -343,6 +408,7 @@ void Worker::HandleBuildRequest(Link& link, const std::string& handle, const std
         if (!build) {
           rb.start_error = build.error().reason;
           rb.failed_number = build.error().number;
+          rb.start_failure_kind = build.error().kind;
           Post({.kind = Event::Kind::kStartFailed, .build = &rb});
           return;
         }
@@ -373,6 +439,7 @@ void Worker::HandleStartFailed(RunningBuild& rb) {
   rb.thread.join();
   spdlog::error("build could not start [job: {}, number: {}, reason: {}]", rb.job,
                 rb.failed_number ? std::to_string(*rb.failed_number) : "-", rb.start_error);
+  if (rb.start_failure_kind == StartFailure::Kind::kState) StateUnwritable(rb.start_error);
   if (rb.exclusive) GoOffline("its OFFLINE_NODE_WHEN_COMPLETE build could not start");
   Deliver(rb, Command::kWorkException, {rb.handle, "build could not start: " + rb.start_error});
   Deliver(rb, Command::kWorkFail, {rb.handle});
@@ -428,19 +495,96 @@ void Worker::HandleBuildFinished(RunningBuild& rb) {
   spdlog::info("build finished [job: {}, number: {}, result: {}, ms: {}{}]", record.job,
                record.number, ToString(record.result), record.duration_ms,
                record.reason.empty() ? "" : ", reason: " + record.reason);
+  if (!record.state_error.empty()) {
+    spdlog::error("build not recorded [job: {}, number: {}, result: {}, error: {}]", record.job,
+                  record.number, ToString(record.result), record.state_error);
+    StateUnwritable(record.state_error);
+  }
   // The contract's order: offline, then the result, then the registrations go (Release).
   if (rb.exclusive) {
     GoOffline("build " + record.job + " #" + std::to_string(record.number) +
               " carried OFFLINE_NODE_WHEN_COMPLETE");
   }
-  if (Deliver(rb, Command::kWorkComplete, {rb.handle, FinalPayload(record, rb.context)})) {
+  // A build that could not start, or whose result the node could not keep, has no result
+  // a client should trust: it is an exception, and the client runs it again elsewhere
+  // (docs/zuul.md, "When a build fails to run").
+  std::string exception;
+  std::string id = record.job + " #" + std::to_string(record.number);
+  if (record.result == Result::kNotBuilt) {
+    exception = "build could not start: " + record.reason;
+  } else if (!record.state_error.empty()) {
+    exception = "build " + id + " ended " + std::string(ToString(record.result)) + " on node " +
+                config_.node.name + ", but the node could not record it (" + record.state_error +
+                "); run it elsewhere";
+  }
+  if (!exception.empty()) {
+    Deliver(rb, Command::kWorkException, {rb.handle, exception});
+    Deliver(rb, Command::kWorkFail, {rb.handle});
+  } else if (Deliver(rb, Command::kWorkComplete, {rb.handle, FinalPayload(record, rb.context)})) {
     spdlog::debug("result sent [job: {}, number: {}]", record.job, record.number);
   }
   if (rb.exclusive && config_.once) {
     once_done_ = true;
-    exit_code_ = record.result == Result::kSuccess ? 0 : 1;
+    exit_code_ = record.result == Result::kSuccess && exception.empty() ? 0 : 1;
   }
   Release(rb);
+}
+
+void Worker::StateUnwritable(const std::string& error) {
+  if (!state_problem_.empty()) return;
+  state_problem_ = error;
+  spdlog::error(
+      "the state directory cannot be written: the node takes no builds until it can (tried "
+      "again every {}s) [state dir: {}, error: {}]",
+      kStateProbeInterval.count(), config_.node.state_dir.string(), error);
+  next_state_probe_ = SteadyClock::now() + kStateProbeInterval;
+  ApplyFunctions();
+}
+
+void Worker::MaybeProbeState(SteadyClock::time_point now) {
+  if (state_problem_.empty() || state_lost_ || state_probe_.joinable() || now < next_state_probe_) {
+    return;
+  }
+  // On a thread of its own: a hung file system must not stall the loop.
+  state_probe_ = std::thread([this] {
+    std::string error;
+    if (auto pending = store_.RetryPending(); !pending) {
+      error = pending.error();
+    } else if (auto probe = ProbeWritable(config_.node.state_dir); !probe) {
+      error = probe.error();
+    }
+    Post({.kind = Event::Kind::kStateProbed, .error = error});
+  });
+}
+
+void Worker::HandleStateProbed(const std::string& error) {
+  state_probe_.join();
+  next_state_probe_ = SteadyClock::now() + kStateProbeInterval;
+  if (!error.empty()) {
+    spdlog::debug("the state directory still cannot be written [error: {}]", error);
+    return;
+  }
+  spdlog::info("the state directory can be written again: taking builds again [state dir: {}]",
+               config_.node.state_dir.string());
+  state_problem_.clear();
+  ApplyFunctions();
+}
+
+void Worker::WatchState(std::function<tl::expected<void, std::string>()> check) {
+  state_check_ = std::move(check);
+}
+
+void Worker::CheckState() {
+  if (!state_check_ || state_lost_) return;
+  auto ok = state_check_();
+  if (ok) return;
+  state_lost_ = true;
+  spdlog::critical("{}: stopping (exit code 1) [state dir: {}]", ok.error(),
+                   config_.node.state_dir.string());
+  exit_code_ = 1;
+  if (state_problem_.empty()) state_problem_ = ok.error();
+  ApplyFunctions();
+  if (shutdowns_ == 0) DoShutdown();
 }
 
 bool Worker::Deliver(RunningBuild& rb, Command command, std::vector<std::string> args) {
@@ -540,6 +684,12 @@ void Worker::HandleEvents() {
       case Event::Kind::kJobsChanged:
         HandleJobsChanged();
         break;
+      case Event::Kind::kStateProbed:
+        HandleStateProbed(e.error);
+        break;
+      case Event::Kind::kReloaded:
+        HandleReloaded(*e.reload);
+        break;
     }
   }
 }
@@ -561,17 +711,32 @@ void Worker::HandleSignals(int signal_fd) {
 }
 
 void Worker::DoReload() {
-  auto result = registry_.Reload();
+  if (reload_.joinable()) {
+    reload_again_ = true;  // the files may have changed after the running reload read them
+    return;
+  }
+  reload_ = std::thread([this] {
+    auto result = std::make_shared<JobRegistry::ReloadResult>(registry_.Reload());
+    Post({.kind = Event::Kind::kReloaded, .reload = std::move(result)});
+  });
+}
+
+void Worker::HandleReloaded(const JobRegistry::ReloadResult& result) {
+  reload_.join();
   if (!result.ok) {
     for (const auto& e : result.errors) spdlog::error("{}", e.ToString());
     spdlog::error("reload failed, the previous job definitions stay in force [errors: {}]",
                   result.errors.size());
-    return;
+  } else {
+    spdlog::info("jobs reloaded [jobs: {}, functions: {}, added: {}, removed: {}]", result.jobs,
+                 registry_.current()->functions.size(), result.delta.added.size(),
+                 result.delta.removed.size());
+    HandleJobsChanged();
   }
-  spdlog::info("jobs reloaded [jobs: {}, functions: {}, added: {}, removed: {}]", result.jobs,
-               registry_.current()->functions.size(), result.delta.added.size(),
-               result.delta.removed.size());
-  HandleJobsChanged();
+  if (reload_again_) {
+    reload_again_ = false;
+    DoReload();
+  }
 }
 
 void Worker::HandleJobsChanged() {
@@ -619,7 +784,7 @@ void Worker::GoOffline(const std::string& why) {
 
 void Worker::ApplyFunctions() {
   std::set<std::string> functions;
-  if (online_ && !draining_) {
+  if (online_ && !draining_ && state_problem_.empty()) {
     auto current = registry_.current();
     functions.insert(current->functions.begin(), current->functions.end());
   }
@@ -642,7 +807,8 @@ void Worker::MaybeGrab(SteadyClock::time_point now) {
       l->grab_sent = now;
     }
   }
-  if (grab_link_ != nullptr || Starting() || !online_ || draining_ || Exclusive() || once_done_) {
+  if (grab_link_ != nullptr || Starting() || !online_ || draining_ || Exclusive() || once_done_ ||
+      !state_problem_.empty()) {
     return;
   }
   const std::size_t servers = config_.servers.size();
@@ -651,7 +817,12 @@ void Worker::MaybeGrab(SteadyClock::time_point now) {
     for (std::size_t k = 0; k < servers; ++k) {
       std::size_t s = (next_server_ + k) % servers;
       Link& l = *executor_links_[static_cast<std::size_t>(e) * servers + s];
-      if (!l.conn.up() || l.grab != GrabState::kAwake || l.conn.registered().empty()) continue;
+      // A server that has not answered since it last left a GRAB unanswered (or ever) does
+      // not get the right: its manager connection asks it first.
+      if (!l.conn.up() || l.grab != GrabState::kAwake || l.conn.registered().empty() ||
+          !servers_[s].answering) {
+        continue;
+      }
       l.conn.Send(Command::kGrabJobUniq);
       l.grab = GrabState::kGrabbing;
       l.grab_sent = now;

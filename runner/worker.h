@@ -13,10 +13,10 @@
 //     WORK_COMPLETE (final payload) on the connection the request came from;
 //     WORK_EXCEPTION + WORK_FAIL when a request is bad or the build cannot start; WORK_FAIL
 //     for a function the node no longer has;
-//   - signals (a signalfd given to Run()): SIGHUP re-reads the jobs (or does what OnReload
-//     says: fetch the jobs repository) and sends the registration delta; JobsChanged() does
-//     the same for definitions reloaded on another thread; SIGTERM/SIGINT drains (first), aborts
-//     running builds (second), also stops their finally steps (third).
+//   - signals (a signalfd given to Run()): SIGHUP re-reads the jobs off the loop thread (or
+//     does what OnReload says: fetch the jobs repository) and sends the registration delta;
+//     JobsChanged() does the same for definitions reloaded on another thread; SIGTERM/SIGINT drains
+//     (first), aborts running builds (second), also stops their finally steps (third).
 //
 //   Worker worker(config, registry, store, clock);
 //   int code = worker.Run(signal_fd);   // returns when drained, or after the --once build
@@ -68,15 +68,31 @@ class Worker {
   // The registry's definitions changed (reloaded on another thread): registrations follow.
   // Thread-safe.
   void JobsChanged();
+  // Checked about once a second on the loop thread: an error means the state directory is
+  // no longer this node's (deleted or replaced: another gearrun could now take it). The node
+  // then stops taking builds, drains and exits with 1. Call before Run().
+  void WatchState(std::function<tl::expected<void, std::string>()> check);
 
  private:
   enum class GrabState { kAwake, kGrabbing, kSleeping };
   struct Link {
     GearmanConnection conn;
-    int executor;  // -1: the manager
+    int executor;        // -1: the manager
+    std::size_t server;  // index into config_.servers and servers_
     GrabState grab = GrabState::kAwake;
     std::chrono::steady_clock::time_point grab_sent{};
     bool logged_down = false;  // the current outage has been logged
+  };
+  // What the node knows of a server's health. A server must show it answers (any packet on
+  // any connection to it) before its executor connections get the node's right to grab, and
+  // again after a GRAB it left unanswered: a hung server still accepts connections, and each
+  // GRAB sent to it would hold the right (and the builds of every other server) for the
+  // reply wait. While it is not answering, its manager connection asks it (a GRAB, which
+  // never assigns a build) at growing intervals.
+  struct ServerHealth {
+    bool answering = false;
+    std::chrono::steady_clock::time_point next_probe{};
+    std::chrono::milliseconds probe_interval{1000};
   };
   struct RunningBuild;
   struct Event {
@@ -85,11 +101,15 @@ class Worker {
       kStartFailed,
       kStepFinished,
       kBuildFinished,
-      kJobsChanged
+      kJobsChanged,
+      kStateProbed,
+      kReloaded
     } kind;
     RunningBuild* build = nullptr;
     int finished = 0;
     int total = 0;
+    std::string error;  // kStateProbed: why the state directory still cannot be written
+    std::shared_ptr<const JobRegistry::ReloadResult> reload;  // kReloaded
   };
   class Observer;
 
@@ -103,6 +123,10 @@ class Worker {
   // A connection went down or failed to come up: logged once per outage; its GRAB (and
   // with it the node's right to grab) is given back.
   void OnLinkDown(Link& link, bool was_up, const std::string& error);
+  // The server of `link` left a GRAB unanswered: no grab right for it until it answers.
+  void OnServerSilent(const Link& link, std::chrono::steady_clock::time_point now);
+  // Wakes the manager connections of silent servers (a GRAB asks them), with backoff.
+  void ProbeSilentServers(std::chrono::steady_clock::time_point now);
   void HandlePacket(Link& link, const Packet& packet);
   void HandleBuildRequest(Link& link, const std::string& handle, const std::string& function,
                           const std::string& unique, const std::string& workload);
@@ -113,7 +137,16 @@ class Worker {
   void HandleStepFinished(RunningBuild& build, int finished, int total);
   void Release(RunningBuild& build);
   void HandleBuildFinished(RunningBuild& build);
+  // The state directory cannot be written (a record or log write failed): no builds are
+  // taken (the functions are unregistered) until a probe finds it writable again.
+  void StateUnwritable(const std::string& error);
+  void MaybeProbeState(std::chrono::steady_clock::time_point now);
+  void HandleStateProbed(const std::string& error);
+  void CheckState();
+  // SIGHUP: re-reads the job files on a thread of its own (a big or hostile set of files
+  // must not stall the loop); a SIGHUP during a reload asks for one more after it.
   void DoReload();
+  void HandleReloaded(const JobRegistry::ReloadResult& result);
   void HandleJobsChanged();
   void DoShutdown();
   void GoOffline(const std::string& why);
@@ -143,6 +176,7 @@ class Worker {
   Clock& clock_;
   std::vector<std::unique_ptr<Link>> executor_links_;  // executor-major: [i * servers + s]
   std::vector<std::unique_ptr<Link>> manager_links_;
+  std::vector<ServerHealth> servers_;                   // by server index
   std::vector<std::unique_ptr<RunningBuild>> running_;  // from assignment to the end
   // The started ones (with a number), for stop: and set_description:.
   std::map<std::pair<std::string, std::int64_t>, RunningBuild*> by_number_;
@@ -157,6 +191,13 @@ class Worker {
   std::size_t next_server_ = 0;
 
   std::function<void()> on_reload_;
+  std::function<tl::expected<void, std::string>()> state_check_;
+  std::string state_problem_;  // non-empty: the state directory cannot be written
+  bool state_lost_ = false;    // it is not ours any more (WatchState)
+  std::chrono::steady_clock::time_point next_state_probe_{};
+  std::thread state_probe_;  // at most one probe at a time
+  std::thread reload_;       // at most one reload at a time
+  bool reload_again_ = false;
 
   sandbox::UniqueFd wake_;  // eventfd: events are waiting
   std::mutex events_mu_;

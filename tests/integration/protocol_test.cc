@@ -16,6 +16,7 @@
 #include "runner/gearman_packet.h"
 #include "sandbox/unique_fd.h"
 #include "tests/support/command.h"
+#include "tests/support/fuzz.h"
 
 namespace gearrun {
 namespace {
@@ -143,6 +144,26 @@ class ProtocolTest : public ::testing::Test {
     manager.Reply(Command::kNoJob);
   }
 
+  // A runner with one executor, its manager quiet and its executor registered with
+  // `functions` functions: what most tests start from.
+  struct OneExecutor {
+    std::unique_ptr<testing::BackgroundCommand> serve;
+    std::map<std::string, std::unique_ptr<PeerConnection>> conns;
+    PeerConnection* e0 = nullptr;
+    PeerConnection* manager = nullptr;
+  };
+  OneExecutor StartOneExecutor(size_t functions) {
+    OneExecutor one{.serve = Serve(1)};
+    one.conns = server_.Accept(2);
+    EXPECT_EQ(one.conns.size(), 2u) << one.serve->err();
+    if (one.conns.size() != 2u) return one;
+    one.e0 = one.conns.at("n1_exec-0").get();
+    one.manager = one.conns.at("n1_manager").get();
+    QuietManager(*one.manager);
+    Registration(*one.e0, functions);
+    return one;
+  }
+
   // The registration a connection sends after SET_CLIENT_ID.
   static std::vector<std::string> Registration(PeerConnection& c, size_t can_dos) {
     std::vector<std::string> out;
@@ -195,12 +216,10 @@ TEST_F(ProtocolTest, EveryConnectionResetsThenRegistersAndOnlyOneGrabIsOutstandi
 
 TEST_F(ProtocolTest, BadRequestGetsExceptionThenFailAndGrabbingResumes) {
   WriteJob("guava");
-  auto serve = Serve(1);
-  auto conns = server_.Accept(2);
-  ASSERT_EQ(conns.size(), 2u) << serve->err();
-  auto& e0 = *conns.at("n1_exec-0");
-  QuietManager(*conns.at("n1_manager"));
-  Registration(e0, 1);
+  auto one = StartOneExecutor(1);
+  ASSERT_NE(one.e0, nullptr);
+  auto& serve = one.serve;
+  auto& e0 = *one.e0;
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
   e0.Reply(Command::kJobAssignUniq, {"H:1", "build:guava", "u-1", "[1, 2]"});
   auto exception = e0.Next();
@@ -238,6 +257,122 @@ TEST_F(ProtocolTest, BadRequestGetsExceptionThenFailAndGrabbingResumes) {
   serve->Signal(SIGTERM);
   e0.Reply(Command::kNoJob);
   EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+// Reads packets for `handle` until its request ends; returns the terminal packet's name
+// ("WORK_FAIL" or "WORK_COMPLETE"), or what came instead.
+std::string AnswerTo(PeerConnection& c, const std::string& handle) {
+  for (;;) {
+    auto p = c.Next(30s);
+    if (!p) return "NONE";
+    if (p->args.empty() || p->args[0] != handle)
+      return "UNEXPECTED " + runner::CommandName(p->command);
+    if (p->command == Command::kWorkFail || p->command == Command::kWorkComplete) {
+      return runner::CommandName(p->command);
+    }
+  }
+}
+
+// A request over the old 64 MiB packet limit made the runner drop the connection (and
+// gearmand re-queued it for ever): it is answered, and the connection goes on.
+TEST_F(ProtocolTest, AnOversizedRequestIsAnsweredOnTheSameConnection) {
+  WriteJob("guava");
+  auto one = StartOneExecutor(1);
+  ASSERT_NE(one.e0, nullptr);
+  auto& serve = one.serve;
+  auto& e0 = *one.e0;
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kJobAssignUniq,
+           {"H:big", "build:guava", "u-big", "{\"A\": \"" + std::string(65u << 20, 'x') + "\"}"});
+  auto exception = e0.Next();
+  ASSERT_TRUE(exception);
+  EXPECT_EQ(exception->command, Command::kWorkException);
+  EXPECT_THAT(exception->args.at(1), HasSubstr("a workload may be at most 1048576"));
+  EXPECT_EQ(e0.NextText(), "WORK_FAIL H:big");
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kJobAssignUniq, {"H:small", "build:guava", "u-small", "{}"});
+  EXPECT_EQ(AnswerTo(e0, "H:small"), "WORK_COMPLETE");
+  EXPECT_FALSE(e0.closed());
+  serve->Signal(SIGTERM);
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+// Fuzzed requests (tests/support/fuzz.h) to the executor and to the manager: each one gets a
+// terminal packet, grabbing goes on, and the runner stays up.
+TEST_F(ProtocolTest, EveryFuzzedRequestIsAnswered) {
+  WriteJob("guava", "parameters: {A: {}, B: {choices: [x, y]}}\n");
+  auto one = StartOneExecutor(1);
+  ASSERT_NE(one.e0, nullptr);
+  auto& serve = one.serve;
+  auto& e0 = *one.e0;
+  auto& manager = *one.manager;
+  ASSERT_EQ(manager.NextText(), "PRE_SLEEP");
+  const std::vector<std::string> corpus = {
+      R"({"A": "1"})", R"({"A": 1, "B": "y", "ZUUL_X": true})", R"({})",
+      R"({"name": "guava", "number": 1})",
+      R"({"name": "guava", "number": "1", "html_description": "d"})"};
+  const std::vector<std::string> words = {"{",
+                                          "}",
+                                          "\"",
+                                          ":",
+                                          ",",
+                                          "[",
+                                          "]",
+                                          "null",
+                                          "\\u0000",
+                                          std::string(1, '\0'),
+                                          "\xff",
+                                          "/tmp",
+                                          "..",
+                                          "\"name\"",
+                                          "\"number\"",
+                                          "-1",
+                                          "99999999999999999999"};
+  testing::Mutator m(testing::FuzzSeed() + 4);
+  int iterations = testing::FuzzIterations(3000);
+  int builds = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0;
+       i < iterations && std::chrono::steady_clock::now() - start < testing::FuzzTimeBudget();
+       ++i) {
+    std::string workload = m.Mutate(corpus[m.Below(corpus.size())], words);
+    std::string handle = "H:" + std::to_string(i);
+    if (m.OneIn(3)) {
+      // To the manager: wake it, let it grab, give it a stop or a description.
+      manager.Reply(Command::kNoop);
+      ASSERT_EQ(manager.NextText(), "GRAB_JOB_UNIQ") << "iteration " << i << serve->err();
+      std::string function = m.OneIn(2) ? "stop:n1" : "set_description:n1";
+      manager.Reply(Command::kJobAssignUniq, {handle, function, "u", workload});
+      std::string answer = AnswerTo(manager, handle);
+      ASSERT_TRUE(answer == "WORK_FAIL" || answer == "WORK_COMPLETE")
+          << answer << " for " << workload;
+      ASSERT_EQ(manager.NextText(), "GRAB_JOB_UNIQ");  // its next one
+      manager.Reply(Command::kNoJob);
+      ASSERT_EQ(manager.NextText(), "PRE_SLEEP");
+      continue;
+    }
+    ASSERT_EQ(e0.NextText(), "GRAB_JOB_UNIQ") << "iteration " << i << serve->err();
+    std::string function = "build:guava";
+    if (m.OneIn(8)) {
+      function = m.Mutate(function, {":", "build:", "x"});
+      std::erase(function, '\0');  // a NUL would end the argument on the wire
+    }
+    std::string unique = "u-" + std::to_string(i);
+    e0.Reply(Command::kJobAssignUniq, {handle, function, unique, workload});
+    std::string answer = AnswerTo(e0, handle);
+    ASSERT_TRUE(answer == "WORK_FAIL" || answer == "WORK_COMPLETE")
+        << answer << " for " << function << " " << workload << "\n"
+        << serve->err();
+    builds += answer == "WORK_COMPLETE" ? 1 : 0;
+  }
+  EXPECT_GT(builds, 0);  // some mutations still bind, and those builds run
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  EXPECT_TRUE(testing::ProcessAlive(serve->pid()));
+  serve->Signal(SIGTERM);
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0) << serve->err();
 }
 
 TEST_F(ProtocolTest, ReloadSendsOnlyTheDelta) {

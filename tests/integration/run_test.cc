@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "tests/support/command.h"
 
@@ -170,7 +172,27 @@ finally:
   EXPECT_FALSE(testing::ProcessAlive(std::stoi(Read("state/workspace/piped/child.pid"))));
 }
 
-TEST_F(RunTest, AfterKillNineTheNextStartKillsWhatIsLeftAndRecordsLost) {
+// The `gearrun supervise` child of a gearrun process; -1 when there is none.
+int SupervisorOf(int gearrun_pid) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = testing::ReadFile(entry.path() / "cmdline");
+    std::string stat = testing::ReadFile(entry.path() / "stat");
+    auto close = stat.rfind(')');
+    if (close == std::string::npos || cmdline != std::string("gearrun\0supervise\0", 18)) continue;
+    std::istringstream fields(stat.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    fields >> state >> ppid;
+    if (ppid == gearrun_pid) return std::stoi(name);
+  }
+  return -1;
+}
+
+// kill -9 of gearrun: its supervisor ends the build at once; and when the supervisor is gone
+// too (as after a power loss), the next start ends what is left. Both record it LOST.
+TEST_F(RunTest, AfterKillNineTheBuildEndsAndTheNextStartRecordsItLost) {
   auto job = Job(R"(
 name: crashy
 steps:
@@ -181,35 +203,46 @@ steps:
       sleep 300
 )");
   auto other = dir_.Write("other.yaml", "name: other\nsteps: [{run: 'true'}]\n");
+  int number = 0;
   for (const char* mode : {"cgroup", "process-group"}) {
-    SCOPED_TRACE(mode);
-    testing::BackgroundCommand gearrun(Run(job.string(), {"--containment", mode}));
-    ASSERT_TRUE(
-        testing::WaitFor([&] { return gearrun.out().find("started") != std::string::npos; }, 30s))
-        << gearrun.out();
-    gearrun.Signal(SIGKILL);
-    gearrun.Wait(30s);
-    int daemon = std::stoi(Read("state/workspace/crashy/daemon.pid"));
-    int main_pid = std::stoi(Read("state/workspace/crashy/main.pid"));
-    ASSERT_TRUE(testing::ProcessAlive(daemon));  // orphaned by the crash, still running
-    std::string number = mode == std::string("cgroup") ? "1" : "2";
-    std::string record = Read("state/builds/crashy/" + number + "/build.json");
-    EXPECT_THAT(record, HasSubstr("\"result\": \"RUNNING\""));
+    for (bool supervisor_too : {false, true}) {
+      SCOPED_TRACE(std::string(mode) + (supervisor_too ? ", supervisor killed too" : ""));
+      ++number;
+      testing::BackgroundCommand gearrun(Run(job.string(), {"--containment", mode}));
+      ASSERT_TRUE(
+          testing::WaitFor([&] { return gearrun.out().find("started") != std::string::npos; }, 30s))
+          << gearrun.out();
+      int supervisor = SupervisorOf(gearrun.pid());
+      ASSERT_GT(supervisor, 0);
+      if (supervisor_too) ::kill(supervisor, SIGKILL);
+      gearrun.Signal(SIGKILL);
+      gearrun.Wait(30s);
+      int daemon = std::stoi(Read("state/workspace/crashy/daemon.pid"));
+      int main_pid = std::stoi(Read("state/workspace/crashy/main.pid"));
+      if (supervisor_too) {
+        ASSERT_TRUE(testing::ProcessAlive(daemon));  // orphaned by the crash, still running
+      } else {
+        EXPECT_TRUE(testing::WaitFor([&] { return !testing::ProcessAlive(daemon); }, 1s));
+        EXPECT_FALSE(testing::ProcessAlive(main_pid));
+      }
+      std::string record = Read("state/builds/crashy/" + std::to_string(number) + "/build.json");
+      EXPECT_THAT(record, HasSubstr("\"result\": \"RUNNING\""));
 
-    auto next = RunCommand(Run(other.string(), {"--containment", mode}));
-    EXPECT_EQ(next.exit_code, 0) << next.err;
-    EXPECT_THAT(next.err, HasSubstr("build crashy #" + number + " was lost"));
-    EXPECT_TRUE(testing::WaitFor([&] { return !testing::ProcessAlive(daemon); }, 10s));
-    EXPECT_FALSE(testing::ProcessAlive(main_pid));
-    record = Read("state/builds/crashy/" + number + "/build.json");
-    EXPECT_THAT(record, HasSubstr("\"result\": \"LOST\""));
-    EXPECT_THAT(record, HasSubstr("stopped while the build ran"));
-    auto cgroup_at = record.find("\"cgroup\": \"");
-    ASSERT_NE(cgroup_at, std::string::npos);
-    std::string cgroup =
-        record.substr(cgroup_at + 11, record.find('"', cgroup_at + 11) - cgroup_at - 11);
-    if (!cgroup.empty()) {
-      EXPECT_FALSE(std::filesystem::exists(cgroup)) << cgroup;
+      auto next = RunCommand(Run(other.string(), {"--containment", mode}));
+      EXPECT_EQ(next.exit_code, 0) << next.err;
+      EXPECT_THAT(next.err, HasSubstr("build crashy #" + std::to_string(number) + " was lost"));
+      EXPECT_TRUE(testing::WaitFor([&] { return !testing::ProcessAlive(daemon); }, 10s));
+      EXPECT_FALSE(testing::ProcessAlive(main_pid));
+      record = Read("state/builds/crashy/" + std::to_string(number) + "/build.json");
+      EXPECT_THAT(record, HasSubstr("\"result\": \"LOST\""));
+      EXPECT_THAT(record, HasSubstr("stopped while the build ran"));
+      auto cgroup_at = record.find("\"cgroup\": \"");
+      ASSERT_NE(cgroup_at, std::string::npos);
+      std::string cgroup =
+          record.substr(cgroup_at + 11, record.find('"', cgroup_at + 11) - cgroup_at - 11);
+      if (!cgroup.empty()) {
+        EXPECT_FALSE(std::filesystem::exists(cgroup)) << cgroup;
+      }
     }
   }
 }

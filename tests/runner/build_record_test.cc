@@ -111,6 +111,46 @@ TEST(BuildStoreTest, InvalidUtf8InARecordIsReplacedNotFatal) {
   EXPECT_THAT(ToJson(r), HasSubstr("\"A\""));
 }
 
+TEST(BuildStoreTest, NamesThatAreNotJobNamesTouchNoFile) {
+  testing::TempDir dir;
+  testing::TempDir elsewhere;
+  BuildStore store(dir.path() / "state");
+  std::string outside = (elsewhere.path() / "x").string();
+  for (const std::string& name : {outside, std::string(".."), std::string("a/../../b")}) {
+    EXPECT_FALSE(store.NextNumber(name)) << name;
+    auto read = store.Read(name, 1);
+    ASSERT_FALSE(read) << name;
+    EXPECT_THAT(read.error(), HasSubstr("invalid job name"));
+    auto written = store.Write({.job = name, .number = 1, .result = Result::kSuccess});
+    ASSERT_FALSE(written) << name;
+    EXPECT_THAT(written.error(), HasSubstr("invalid job name"));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere.path()));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "b"));
+  EXPECT_EQ(store.pending(), 0u);
+}
+
+// A record that cannot be written now is not lost: it is written once the disk takes it.
+TEST(BuildStoreTest, ARecordThatFailsToWriteIsKeptAndWrittenLater) {
+  testing::TempDir dir;
+  BuildStore store(dir.path());
+  ASSERT_EQ(store.NextNumber("a"), 1);
+  ASSERT_TRUE(store.Write({.job = "a", .number = 1, .result = Result::kRunning}));
+  std::filesystem::remove_all(store.BuildDir("a", 1));  // the next write fails
+  auto failed = store.Write({.job = "a", .number = 1, .result = Result::kSuccess, .reason = "x"});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(store.pending(), 1u);
+  EXPECT_FALSE(store.RetryPending());  // still failing
+  EXPECT_EQ(store.pending(), 1u);
+  std::filesystem::create_directories(store.BuildDir("a", 1));
+  ASSERT_TRUE(store.RetryPending());
+  EXPECT_EQ(store.pending(), 0u);
+  auto back = store.Read("a", 1);
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->result, Result::kSuccess);
+  EXPECT_TRUE(store.Running().empty());
+}
+
 TEST(WriteFileAtomicallyTest, ReplacesWholeAndLeavesNoTemporaryFile) {
   testing::TempDir dir;
   auto path = dir.path() / "f";

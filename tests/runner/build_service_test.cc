@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "jobs/loader.h"
+#include "tests/runner/fake_clock.h"
 #include "tests/support/command.h"
 
 namespace gearrun::runner {
@@ -102,6 +103,67 @@ steps: [{run: 'true'}]
   std::string json = testing::ReadFile(store_.BuildDir("masked", 1) / "build.json");
   EXPECT_THAT(json, Not(HasSubstr("hunter2")));
   EXPECT_THAT(json, HasSubstr("https://bot:****@example.com"));
+}
+
+// Every file under a folder (names and contents), for "is this secret written anywhere?".
+std::string EverythingUnder(const std::filesystem::path& root) {
+  std::string all;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+    all += entry.path().string() + "\n";
+    if (entry.is_regular_file()) all += testing::ReadFile(entry.path()) + "\n";
+  }
+  return all;
+}
+
+// A secret in a checkout's URL or ref once leaked through the failed start's reason, the
+// record, the git mirror's config and path, and a lock file's name.
+TEST_F(BuildServiceTest, ASecretInACheckoutThatFailsIsMaskedEverywhere) {
+  auto job = Job(R"(
+name: leaky
+parameters: {TOKEN: {secret: true}}
+checkout: {url: "file:///nonexistent/${TOKEN}/repo-${TOKEN}.git", ref: "topic-${TOKEN}"}
+steps: [{run: 'true'}]
+)");
+  FakeClock fake;  // the checkout's retry delays pass at once
+  auto build = Build::Start(
+      settings_,
+      {.job = job, .params = Bind(*job, {{"TOKEN", "s3cr3tvalue"}}), .unique = "id-s3cr3tvalue-1"},
+      fake, store_);
+  ASSERT_FALSE(build);
+  EXPECT_THAT(build.error().reason, HasSubstr("checkout failed"));
+  EXPECT_THAT(build.error().reason, HasSubstr("****"));
+  EXPECT_THAT(build.error().reason, Not(HasSubstr("s3cr3tvalue")));
+  auto record = store_.Read("leaky", 1);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->result, Result::kNotBuilt);
+  // The unique id is the client's name for the request: kept as sent.
+  EXPECT_EQ(record->unique, "id-s3cr3tvalue-1");
+  std::string everything = EverythingUnder(dir_.path() / "state");
+  std::string without_record = everything;
+  for (auto at = without_record.find("id-s3cr3tvalue-1"); at != std::string::npos;
+       at = without_record.find("id-s3cr3tvalue-1")) {
+    without_record.erase(at, 16);
+  }
+  EXPECT_THAT(without_record, Not(HasSubstr("s3cr3tvalue"))) << everything;
+}
+
+// A record that cannot be written when the build ends is not silently dropped: the record
+// says so (state_error), and the store keeps it for when the disk takes it again.
+TEST_F(BuildServiceTest, AFinalRecordThatCannotBeWrittenIsReportedAndKept) {
+  auto job = Job("name: gone\nsteps: [{run: 'rm -rf " +
+                 (dir_.path() / "state/builds/gone/1").string() + "'}]\n");
+  auto build = Build::Start(settings_, {.job = job}, clock_, store_);
+  ASSERT_TRUE(build);
+  const BuildRecord& record = (*build)->Run(nullptr);
+  EXPECT_EQ(record.result, Result::kSuccess);
+  EXPECT_THAT(record.state_error, HasSubstr("its record could not be written"));
+  EXPECT_EQ(store_.pending(), 1u);
+  std::filesystem::create_directories(store_.BuildDir("gone", 1));
+  ASSERT_TRUE(store_.RetryPending());
+  auto written = store_.Read("gone", 1);
+  ASSERT_TRUE(written) << written.error();
+  EXPECT_EQ(written->result, Result::kSuccess);
+  EXPECT_THAT(written->state_error, HasSubstr("its record could not be written"));
 }
 
 TEST_F(BuildServiceTest, TheHeaderIsTheLogsFirstLine) {

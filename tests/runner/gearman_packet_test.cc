@@ -60,6 +60,44 @@ TEST(GearmanPacketTest, RejectsWrongMagicOversizedAndShortPackets) {
   EXPECT_THAT(missing.error(), HasSubstr("expected 2"));
 }
 
+// A request too large to hold is still a request: its handle comes out (so that it can be
+// answered), its workload is dropped as it streams in, and what follows it is read as usual.
+TEST(GearmanPacketTest, AnOversizedAssignmentComesOutWithoutItsWorkload) {
+  std::string workload(3 * kMaxWorkloadBytes, 'x');
+  std::string bytes = Encode({.magic = Magic::kResponse,
+                              .command = Command::kJobAssignUniq,
+                              .args = {"H:9", "build:guava", "u-9", workload}}) +
+                      Encode({.magic = Magic::kResponse, .command = Command::kNoop, .args = {}});
+  PacketDecoder decoder(Magic::kResponse);
+  std::vector<Packet> got;
+  std::size_t most_buffered = 0;
+  for (std::size_t at = 0; at < bytes.size(); at += 65536) {
+    decoder.Feed(std::string_view(bytes).substr(at, 65536));
+    most_buffered = std::max(most_buffered, decoder.buffered());
+    for (;;) {
+      auto next = decoder.Next();
+      ASSERT_TRUE(next) << next.error();
+      if (!next->has_value()) break;
+      got.push_back(**next);
+    }
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].command, Command::kJobAssignUniq);
+  EXPECT_THAT(got[0].args, ElementsAre("H:9", "build:guava", "u-9", ""));
+  EXPECT_EQ(got[0].oversized, workload.size() + 20);
+  EXPECT_EQ(got[1].command, Command::kNoop);
+  EXPECT_EQ(got[1].oversized, 0u);
+  EXPECT_LE(most_buffered, 65536u);
+  EXPECT_EQ(decoder.buffered(), 0u);
+
+  // Arguments that never end are still a protocol error.
+  PacketDecoder endless(Magic::kResponse);
+  endless.Feed(std::string("\0RES\0\0\0\x0b\x10\0\0\0", 12) + std::string(70000, 'h'));
+  auto bad = endless.Next();
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error(), HasSubstr("has no arguments in its first 65536 bytes"));
+}
+
 TEST(GearmanPacketTest, UnknownCommandsKeepTheirDataAsOneArgument) {
   PacketDecoder decoder(Magic::kResponse);
   decoder.Feed(

@@ -130,6 +130,24 @@ TEST_F(GitJobsTest, ABrokenNewestCommitAtStartFallsBackToTheLastGoodOne) {
   EXPECT_EQ(OnDisk(), (std::set<std::string>{"good", good}));
 }
 
+// One commit of 37 bytes once crashed every node following the repository at its next
+// poll, and again at every restart.
+TEST_F(GitJobsTest, AHostileCommitIsAnErrorLikeAnyOther) {
+  const std::string good = repo_.Head();
+  GitJobs source(Settings(), dir_ / "state", registry_);
+  ASSERT_TRUE(source.Load());
+  repo_.Commit("jobs/bomb.yaml", "a: &a [*a]\n", "self-referencing alias");
+  const std::string head = repo_.Head().substr(0, 12);
+  LogCapture log;
+  JobRegistry fresh({}, jobs::MakeNodeLabels("n1", {}));
+  auto loaded = GitJobs(Settings(), dir_ / "state", fresh).Load();  // a restart
+  ASSERT_TRUE(loaded) << loaded.error();
+  EXPECT_EQ(loaded->commit, good);
+  EXPECT_THAT(log.text(), HasSubstr(head + ":jobs/bomb.yaml:1:8: alias *a refers to a node "
+                                           "that contains it"));
+  EXPECT_THAT(fresh.current()->functions, ElementsAre("build:a"));
+}
+
 TEST_F(GitJobsTest, AMissingPathOrRefWithoutALastGoodCommitRefusesToStart) {
   JobsFromGit no_path = Settings();
   no_path.path = "nothing/here";

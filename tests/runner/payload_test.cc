@@ -95,5 +95,22 @@ TEST(PayloadTest, MalformedBuildReferencesSayWhy) {
       HasSubstr("html_description"));
 }
 
+// A name from a request becomes a path on the node: a path given as a name once read and
+// overwrote another build's record ({"name": "/some/dir", ...}).
+TEST(PayloadTest, ABuildReferenceNameMustBeAJobName) {
+  using namespace std::string_literals;
+  for (const char* name : {"/tmp/x", "../other", "..", "a/b", "a b", ""}) {
+    std::string workload = R"({"name": ")" + std::string(name) + R"(", "number": 1})";
+    auto ref = ParseBuildReference(workload, ReferenceKind::kSetDescription);
+    ASSERT_FALSE(ref) << name;
+    EXPECT_THAT(ref.error(), HasSubstr("\"name\"")) << name;
+  }
+  EXPECT_THAT(ParseBuildReference(R"({"name": "/x", "number": 1})", ReferenceKind::kStop).error(),
+              HasSubstr("not a job name"));
+  EXPECT_THAT(
+      ParseBuildReference("{\"name\": \"g\", \"number\": 1}\0junk"s, ReferenceKind::kStop).error(),
+      HasSubstr("a NUL byte"));
+}
+
 }  // namespace
 }  // namespace gearrun::runner
