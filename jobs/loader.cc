@@ -94,20 +94,30 @@ class Fields {
   std::vector<Field> fields_;
 };
 
+// The errors of one file: each said once (an alias repeats the errors of what it stands
+// for), and at most kMaxErrorsPerFile of them; the rest are counted.
+struct FileErrors {
+  std::set<std::tuple<int, int, std::string>> seen;
+  std::size_t kept = 0;
+  std::size_t dropped = 0;
+};
+
 // Reads one document; collects errors instead of stopping at the first.
 class DocumentReader {
  public:
-  DocumentReader(std::string file, LoadReport& report, const LoadOptions& options)
-      : file_(std::move(file)), report_(report), options_(options) {}
+  DocumentReader(std::string file, LoadReport& report, FileErrors& errors,
+                 const LoadOptions& options)
+      : file_(std::move(file)), report_(report), file_errors_(errors), options_(options) {}
 
   std::optional<JobSpec> ReadJob(const YAML::Node& root) {
     size_t errors_before = report_.errors.size();
+    const int failures_before = failures_;
     JobSpec job;
     job.location = {file_, Line(root)};
     job.kill = options_.default_kill;
     CheckTags(root);
     // Other messages about a mis-tagged value would only confuse ("must not be empty").
-    if (report_.errors.size() != errors_before) return std::nullopt;
+    if (failures_ != failures_before) return std::nullopt;
     auto fields = ReadFields(root, kJobSection, nullptr);
     if (!fields) return std::nullopt;
 
@@ -150,7 +160,7 @@ class DocumentReader {
     if (const Field* f = fields->Find("finally")) {
       if (!f->value.IsNull()) ReadSteps(*f, job, "finally", job.finally);
     }
-    if (report_.errors.size() == errors_before) return job;
+    if (failures_ == failures_before) return job;
     // Report in file order, whatever order the checks ran in.
     std::stable_sort(report_.errors.begin() + static_cast<std::ptrdiff_t>(errors_before),
                      report_.errors.end(), [](const Error& a, const Error& b) {
@@ -166,8 +176,16 @@ class DocumentReader {
   static int Column(const YAML::Node& n) { return n.Mark().column >= 0 ? n.Mark().column + 1 : 0; }
 
   void FailAt(const YAML::Node& at, std::string message) {
-    report_.errors.push_back(
-        {ErrorCode::kInvalid, std::move(message), file_, Line(at), Column(at)});
+    ++failures_;
+    int line = Line(at);
+    int column = Column(at);
+    if (!file_errors_.seen.emplace(line, column, message).second) return;
+    if (file_errors_.kept == kMaxErrorsPerFile) {
+      ++file_errors_.dropped;
+      return;
+    }
+    ++file_errors_.kept;
+    report_.errors.push_back({ErrorCode::kInvalid, std::move(message), file_, line, column});
   }
   // Errors about a value point at the value, or at its key when the value is empty.
   void FailAt(const Field& f, std::string message) {
@@ -653,7 +671,9 @@ class DocumentReader {
 
   std::string file_;
   LoadReport& report_;
+  FileErrors& file_errors_;
   const LoadOptions& options_;
+  int failures_ = 0;  // every error found, reported or not
 };
 
 // Walks the parser's events of a whole file before any document is built, and stops the
@@ -849,15 +869,23 @@ void LoadInto(std::string_view text, const std::string& file_name, LoadReport& r
                              LineOf(e.mark), ColumnOf(e.mark)});
     return;
   }
+  FileErrors errors;
   for (const auto& doc : documents) {
     if (doc.IsNull()) continue;  // an empty document, e.g. after a trailing '---'
     try {
-      DocumentReader reader(file_name, report, options);
+      DocumentReader reader(file_name, report, errors, options);
       if (auto job = reader.ReadJob(doc)) report.jobs.push_back(std::move(*job));
     } catch (const YAML::Exception& e) {
       report.errors.push_back({ErrorCode::kInvalid, "cannot read this document: " + e.msg,
                                file_name, LineOf(e.mark), ColumnOf(e.mark)});
     }
+  }
+  if (errors.dropped > 0) {
+    report.errors.push_back({ErrorCode::kInvalid,
+                             "and " + std::to_string(errors.dropped) +
+                                 " more errors in this file (only the first " +
+                                 std::to_string(kMaxErrorsPerFile) + " are listed)",
+                             file_name, 0, 0});
   }
 }
 

@@ -15,7 +15,8 @@
 // or holds more than kMaxYamlNodes nodes once its aliases are expanded (an "alias bomb" of a
 // few hundred bytes would otherwise stand for billions). These are checked on the parser's
 // events before any document is built or read, so loading takes time and memory in proportion
-// to the limits, not to what the text claims. Only regular files are read.
+// to the limits, not to what the text claims. A file lists at most kMaxErrorsPerFile errors
+// (each distinct one once). Only regular files are read.
 //
 // Functions here are thread-safe (they share nothing).
 #pragma once
@@ -36,7 +37,9 @@ namespace gearrun::jobs {
 inline constexpr std::size_t kMaxJobFileBytes = 1 << 20;
 inline constexpr int kMaxJobDocuments = 1000;
 inline constexpr int kMaxYamlDepth = 100;
-inline constexpr std::size_t kMaxYamlNodes = 500'000;
+inline constexpr std::size_t kMaxYamlNodes = 100'000;
+// Errors listed per file (each distinct error once); the rest are counted in a last one.
+inline constexpr std::size_t kMaxErrorsPerFile = 100;
 
 struct LoadReport {
   std::vector<JobSpec> jobs;  // the jobs that are valid, in load order

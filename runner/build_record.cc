@@ -265,9 +265,10 @@ tl::expected<std::int64_t, std::string> BuildStore::NextNumber(const std::string
 }
 
 tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) {
+  // One writer at a time: a retry of an older version must never land after a newer one.
+  std::lock_guard lock(mu_);
   auto written = WriteNow(record);
   auto key = std::make_pair(record.job, record.number);
-  std::lock_guard lock(mu_);
   if (written) {
     pending_.erase(key);
   } else if (CheckJobName(record.job)) {
@@ -278,12 +279,16 @@ tl::expected<void, std::string> BuildStore::Write(const BuildRecord& record) {
 
 tl::expected<void, std::string> BuildStore::RetryPending() {
   std::lock_guard lock(mu_);
-  while (!pending_.empty()) {
-    auto it = pending_.begin();
-    if (auto written = WriteNow(it->second); !written) return written;
-    pending_.erase(it);
+  tl::expected<void, std::string> first_error;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (auto written = WriteNow(it->second); written) {
+      it = pending_.erase(it);
+    } else {
+      if (first_error) first_error = written;
+      ++it;
+    }
   }
-  return {};
+  return first_error;
 }
 
 std::size_t BuildStore::pending() const {
@@ -293,8 +298,16 @@ std::size_t BuildStore::pending() const {
 
 tl::expected<void, std::string> BuildStore::WriteNow(const BuildRecord& record) const {
   if (auto problem = CheckJobName(record.job); !problem) return problem;
-  auto written =
-      WriteFileAtomically(BuildDir(record.job, record.number) / "build.json", ToJson(record));
+  const fs::path path = BuildDir(record.job, record.number) / "build.json";
+  auto written = WriteFileAtomically(path, ToJson(record));
+  if (!written) {
+    // Its folder may be gone (deleted to free space): the build happened, so it is made
+    // again for its record.
+    std::error_code ec;
+    if (fs::create_directories(path.parent_path(), ec) && !ec) {
+      written = WriteFileAtomically(path, ToJson(record));
+    }
+  }
   if (!written) return written;
   fs::path marker = RunningMarker(record.job, record.number);
   if (record.result == Result::kRunning) {
@@ -326,6 +339,13 @@ std::vector<BuildStore::BuildId> BuildStore::Running() const {
 tl::expected<BuildRecord, std::string> BuildStore::Read(const std::string& job,
                                                         std::int64_t number) const {
   if (auto problem = CheckJobName(job); !problem) return tl::unexpected(problem.error());
+  {
+    // A record waiting to be written is newer than what the disk has.
+    std::lock_guard lock(mu_);
+    if (auto it = pending_.find(std::make_pair(job, number)); it != pending_.end()) {
+      return it->second;
+    }
+  }
   auto text = ReadFile(BuildDir(job, number) / "build.json");
   if (!text) return tl::unexpected(text.error());
   return ParseBuildRecord(*text);

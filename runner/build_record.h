@@ -121,10 +121,12 @@ class BuildStore {
   // Writes the record atomically and keeps the running/ marker in step with its result.
   // On failure the record is also kept for RetryPending().
   [[nodiscard]] tl::expected<void, std::string> Write(const BuildRecord& record);
-  // Writes the records whose Write() failed, oldest first; stops at the first that fails
-  // again (returning its error). Empty when nothing is pending.
+  // Writes the records whose Write() failed (each made again in its folder if the folder is
+  // gone); returns the first error of those that fail again. Writes are serialized, so a
+  // retried version never lands after a newer one.
   [[nodiscard]] tl::expected<void, std::string> RetryPending();
   [[nodiscard]] std::size_t pending() const;
+  // The record as last written, or as waiting to be written (RetryPending) when it is.
   [[nodiscard]] tl::expected<BuildRecord, std::string> Read(const std::string& job,
                                                             std::int64_t number) const;
 

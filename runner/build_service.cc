@@ -268,12 +268,14 @@ const BuildRecord& Build::Run(BuildObserver* observer) {
     record_.state_error =
         "its log lost " + std::to_string(log_.lost_bytes()) + " bytes: " + log_.write_error();
   }
-  if (auto ok = store_.Write(record_); !ok) {
-    std::string error = "its record could not be written: " + ok.error();
-    log_.Line("cannot write the build record: " + ok.error());
+  auto written = store_.Write(record_);
+  recorded_ = written.has_value();
+  if (!written) {
+    std::string error = "its record could not be written: " + written.error();
+    log_.Line("cannot write the build record: " + written.error());
     record_.state_error = record_.state_error.empty() ? error : record_.state_error + "; " + error;
-    // The copy the store keeps for later says so too.
-    (void)store_.Write(record_);
+    // The version the store keeps for later says so too (and lands now if the disk is back).
+    recorded_ = store_.Write(record_).has_value();
   }
   return record_;
 }

@@ -88,6 +88,8 @@ class Build {
   // its record could not be written, the record's state_error says so (and the store keeps
   // the record to write it later: BuildStore::RetryPending).
   const BuildRecord& Run(BuildObserver* observer);
+  // After Run(): whether the final record reached the disk (when not, the store keeps it).
+  [[nodiscard]] bool recorded() const { return recorded_; }
 
   // Thread-safe. Returns false when the build was already being stopped.
   bool Stop(const std::string& who) { return stopper_->Stop(who); }
@@ -122,6 +124,7 @@ class Build {
   BuildStopper* stopper_;
   Clock::TimePoint started_;
   std::string limits_;  // which build-wide limits apply, for the log
+  bool recorded_ = false;
 };
 
 // ISO 8601 UTC with milliseconds: "2026-11-23T02:22:58.123Z".

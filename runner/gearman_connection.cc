@@ -162,13 +162,21 @@ GearmanConnection::Ready GearmanConnection::OnReady(short revents, TimePoint now
         ready.packets.push_back(std::move(**next));
       }
     };
+    // At most this much per call, so that a server streaming a huge packet cannot keep the
+    // loop from the other connections (poll reports the rest at once).
+    constexpr std::size_t kMaxReadPerCall = 1u << 20;
     char buf[65536];
-    for (;;) {
+    for (std::size_t read = 0;;) {
       ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
       if (n > 0) {
+        last_received_ = now;
+        read += static_cast<std::size_t>(n);
         decoder_.Feed(std::string_view(buf, static_cast<std::size_t>(n)));
         decode();
-        if (!ready.error.empty() || static_cast<std::size_t>(n) < sizeof(buf)) break;
+        if (!ready.error.empty() || static_cast<std::size_t>(n) < sizeof(buf) ||
+            read >= kMaxReadPerCall) {
+          break;
+        }
         continue;
       }
       if (n == 0) {

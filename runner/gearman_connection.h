@@ -52,6 +52,9 @@ class GearmanConnection {
   [[nodiscard]] std::uint64_t generation() const { return generation_; }
   // The reason of the last failure, for logs.
   [[nodiscard]] const std::string& last_error() const { return last_error_; }
+  // When bytes last arrived on this connection: a server streaming a long packet is
+  // answering, even while a reply it owes is still behind those bytes.
+  [[nodiscard]] TimePoint last_received() const { return last_received_; }
 
   // When down: the earliest time of the next attempt. Starts a non-blocking connect when
   // that time has come; returns true when the state changed.
@@ -106,6 +109,7 @@ class GearmanConnection {
   TimePoint next_attempt_{};
   TimePoint connect_deadline_{};
   TimePoint up_since_{};
+  TimePoint last_received_{};
   std::vector<std::pair<sockaddr_storage, socklen_t>> addresses_;
   std::size_t next_address_ = 0;
   int failures_ = 0;

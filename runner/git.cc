@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <git2.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +143,56 @@ uint64_t Fnv1a(std::string_view text) {
     hash *= 0x100000001b3ULL;
   }
   return hash;
+}
+
+// The key of a mirror cache: 32 random bytes in <cache_root>/.mirror-key (mode 0600), made
+// once. Empty when it can be neither read nor made.
+std::string MirrorKey(const fs::path& cache_root) {
+  const fs::path path = cache_root / ".mirror-key";
+  auto read = [&path]() -> std::string {
+    sandbox::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    char buf[64];
+    if (!fd || ::read(fd.get(), buf, sizeof(buf)) != static_cast<ssize_t>(sizeof(buf))) return "";
+    return std::string(buf, sizeof(buf));
+  };
+  if (std::string key = read(); !key.empty()) return key;
+  std::error_code ec;
+  fs::create_directories(cache_root, ec);
+  unsigned char random[32];
+  if (::getrandom(random, sizeof(random), 0) != static_cast<ssize_t>(sizeof(random))) return "";
+  std::string hex;
+  for (unsigned char b : random) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    hex += kDigits[b >> 4];
+    hex += kDigits[b & 0xf];
+  }
+  // Made whole under another name, then linked into place: a reader never sees half a key,
+  // and of two makers at once the first one's key wins.
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  {
+    sandbox::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd || !sandbox::WriteAll(fd.get(), hex) || ::fsync(fd.get()) != 0) {
+      ::unlink(tmp.c_str());
+      return "";
+    }
+  }
+  (void)::link(tmp.c_str(), path.c_str());
+  ::unlink(tmp.c_str());
+  return read();
+}
+
+// 16 hex digits of SHA-1(key of the cache + text); SHA-1 of the text alone when there is no
+// key.
+std::string KeyedHash(const fs::path& cache_root, std::string_view text) {
+  GitLibrary library;
+  std::string data = MirrorKey(cache_root) + std::string(text);
+  git_oid oid{};
+  if (git_odb_hash(&oid, data.data(), data.size(), GIT_OBJECT_BLOB) != 0) {
+    git_error_clear();
+    return "";
+  }
+  return OidHex(oid).substr(0, 16);
 }
 
 enum class LockMode { kShared, kExclusive };
@@ -785,6 +836,12 @@ fs::path MirrorPathFor(const fs::path& cache_root, std::string_view url,
                        const std::vector<std::string>& secrets) {
   std::string key = Shown(url, secrets);
   while (!key.empty() && key.back() == '/') key.pop_back();
+  // A URL with a secret in it is told apart by a keyed hash of the whole URL: masked, two
+  // repositories could look alike (a secret "1" in .../1.git and another "2" in .../2.git),
+  // and unkeyed, the hash would let anyone who sees the name try short secrets offline.
+  std::string redacted = RedactUrl(url);
+  while (!redacted.empty() && redacted.back() == '/') redacted.pop_back();
+  std::string hex = redacted == key ? "" : KeyedHash(cache_root, redacted);
   std::string_view rest = key;
   size_t cut = rest.find_last_of("/:");
   if (cut != std::string_view::npos) rest.remove_prefix(cut + 1);
@@ -797,9 +854,12 @@ fs::path MirrorPathFor(const fs::path& cache_root, std::string_view url,
     if (name.size() == 40) break;
   }
   if (name.empty() || name.front() == '.') name.insert(0, "repo");
-  char hash[17];
-  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(Fnv1a(key)));
-  return cache_root / (name + "-" + hash);
+  if (hex.empty()) {
+    char hash[17];
+    std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(Fnv1a(key)));
+    hex = hash;
+  }
+  return cache_root / (name + "-" + hex);
 }
 
 tl::expected<GitFetchResult, std::string> FetchMirror(const fs::path& cache_root,

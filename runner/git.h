@@ -83,8 +83,7 @@ struct GitCheckoutRequest {
   bool submodules = false;
   // Values that must never be written or shown (secret build parameters that a URL or ref
   // may hold): masked in every message, in the URLs written to the mirror's and dest's
-  // configuration, and in the mirror's name. URLs that differ only in a secret value share
-  // one mirror (a secret is a credential, not part of which repository it is).
+  // configuration, and in the mirror's name (MirrorPathFor).
   std::vector<std::string> secrets;
 };
 
@@ -102,8 +101,10 @@ struct GitCheckoutResult {
 };
 
 // Where the mirror of `url` lives under `cache_root`: <cache_root>/<name>-<hash>, with <name>
-// the last part of the URL's path (letters, digits, '.', '_', '-') and <hash> 16 hex digits of
-// the URL without credentials and with `secrets` masked. Only computes the path.
+// the last part of the URL's path with `secrets` masked (letters, digits, '.', '_', '-') and
+// <hash> 16 hex digits of a hash of the URL without credentials: FNV-1a, or, when a secret is
+// part of the URL, SHA-1 keyed with the cache's random <cache_root>/.mirror-key (made on
+// first use), so that the name tells nothing about the secret.
 [[nodiscard]] std::filesystem::path MirrorPathFor(const std::filesystem::path& cache_root,
                                                   std::string_view url,
                                                   const std::vector<std::string>& secrets = {});

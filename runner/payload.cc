@@ -35,6 +35,8 @@ std::string FinalPayload(const BuildRecord& record, const PayloadContext& contex
   j["duration_ms"] = record.duration_ms;
   j["reason"] = record.reason;
   if (!record.jobs_commit.empty()) j["jobs_commit"] = record.jobs_commit;
+  // What of the build the node could not write (its log lost bytes): the result stands.
+  if (!record.state_error.empty()) j["state_error"] = record.state_error;
   Json steps = Json::array();
   for (const auto& s : record.steps) {
     steps.push_back({{"name", s.name},
@@ -76,6 +78,7 @@ tl::expected<BuildRecord, std::string> ParseFinalPayload(std::string_view payloa
   r.reason = text(j, "reason");
   r.unique = text(j, "unique");
   r.jobs_commit = text(j, "jobs_commit");
+  r.state_error = text(j, "state_error");
   r.duration_ms = integer(j, "duration_ms", 0);
   if (auto steps = j.find("steps"); steps != j.end() && steps->is_array()) {
     for (const auto& s : *steps) {

@@ -3,7 +3,8 @@
 // set_description:<node> requests.
 //
 // Payload keys: name, number, manager, worker, node_name, node_labels, url (when there is
-// one); the final payload adds result, unique, duration_ms, reason and steps. Parameters
+// one); the final payload adds result, unique, duration_ms, reason and steps, and
+// state_error when the build's log could not be written whole. Parameters
 // are never part of a payload, so secret values cannot leak through one.
 //
 // Pure functions; thread-safe.

@@ -207,7 +207,7 @@ int RunRun(const RunOptions& options, std::ostream& out, std::ostream& err) {
   out << "log: " << (*build)->log_path().string() << "\n";
   if (!record->state_error.empty()) {
     // The result is not on disk (or its log is incomplete): not a clean success.
-    err << "gearrun run: the build could not be recorded: " << record->state_error << "\n";
+    err << "gearrun run: the build was not recorded whole: " << record->state_error << "\n";
     return kExitFailed;
   }
   return BuildExitCode(record->result);

@@ -2,16 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstddef>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
 
 namespace gearrun::runner {
@@ -23,60 +21,11 @@ std::string InUse(const std::filesystem::path& state_dir, const std::string& hol
          "; give each runner its own --state-dir";
 }
 
-// The abstract socket address for a state directory: "\0gearrun-state-<hash of its path>".
-sockaddr_un AbstractAddress(const std::filesystem::path& canonical, socklen_t& length) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  char name[64];
-  int n = std::snprintf(name, sizeof(name), "gearrun-state-%016zx",
-                        std::hash<std::string>{}(canonical.string()));
-  std::memcpy(address.sun_path + 1, name, static_cast<std::size_t>(n));
-  length =
-      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + static_cast<std::size_t>(n));
-  return address;
-}
-
-// Who listens on `address`: its pid, or empty when that cannot be learnt.
-std::string ListenerPid(const sockaddr_un& address, socklen_t length) {
-  sandbox::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
-    return "";
-  }
-  ucred cred{};
-  socklen_t size = sizeof(cred);
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0 || cred.pid <= 0) {
-    return "";
-  }
-  return std::to_string(cred.pid);
-}
-
-}  // namespace
-
-tl::expected<StateLock, std::string> StateLock::Acquire(const std::filesystem::path& state_dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(state_dir, ec);
-  if (ec) {
-    return tl::unexpected("cannot create state directory " + state_dir.string() + ": " +
-                          ec.message());
-  }
-  auto canonical = std::filesystem::canonical(state_dir, ec);
-  if (ec) return tl::unexpected("cannot resolve " + state_dir.string() + ": " + ec.message());
-
-  socklen_t length = 0;
-  sockaddr_un address = AbstractAddress(canonical, length);
-  sandbox::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!socket) return tl::unexpected(std::string("socket: ") + std::strerror(errno));
-  if (::bind(socket.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
-    if (errno == EADDRINUSE) return tl::unexpected(InUse(state_dir, ListenerPid(address, length)));
-    return tl::unexpected("cannot lock " + state_dir.string() +
-                          " (abstract socket): " + std::strerror(errno));
-  }
-  if (::listen(socket.get(), 4) != 0) {
-    return tl::unexpected(std::string("listen: ") + std::strerror(errno));
-  }
-
-  auto path = state_dir / "gearrun.lock";
-  sandbox::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+// Takes an flock on `path` (created if needed) and writes our pid into it. On EWOULDBLOCK
+// the error names the holder's pid.
+tl::expected<sandbox::UniqueFd, std::string> LockFile(const std::filesystem::path& path,
+                                                      const std::filesystem::path& state_dir) {
+  sandbox::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!fd) return tl::unexpected("cannot open " + path.string() + ": " + std::strerror(errno));
   int rc;
   do {
@@ -97,15 +46,88 @@ tl::expected<StateLock, std::string> StateLock::Acquire(const std::filesystem::p
       ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
     return tl::unexpected("cannot write " + path.string() + ": " + std::strerror(errno));
   }
-  return StateLock(state_dir, std::move(fd), std::move(socket));
+  return fd;
+}
+
+// FNV-1a, 64 bits: stable across builds, for names too long to spell out.
+std::uint64_t Fnv1a(std::string_view text) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  for (char c : text) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+}  // namespace
+
+std::filesystem::path RuntimeLockPath(const std::filesystem::path& canonical) {
+  std::filesystem::path dir;
+  if (::geteuid() == 0) {
+    dir = "/run/gearrun";
+  } else if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg != nullptr && *xdg == '/') {
+    dir = std::filesystem::path(xdg) / "gearrun";
+  } else {
+    return {};
+  }
+  std::string name = "state";
+  for (char c : canonical.string()) {
+    if (c == '/') {
+      name += "%2f";
+    } else if (c == '%') {
+      name += "%25";
+    } else {
+      name += c;
+    }
+  }
+  name += ".lock";
+  if (name.size() > 200) {
+    char hash[40];
+    std::snprintf(hash, sizeof(hash), "state-%016llx.lock",
+                  static_cast<unsigned long long>(Fnv1a(canonical.string())));
+    name = hash;
+  }
+  return dir / name;
+}
+
+tl::expected<StateLock, std::string> StateLock::Acquire(const std::filesystem::path& state_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) {
+    return tl::unexpected("cannot create state directory " + state_dir.string() + ": " +
+                          ec.message());
+  }
+  auto canonical = std::filesystem::canonical(state_dir, ec);
+  if (ec) return tl::unexpected("cannot resolve " + state_dir.string() + ": " + ec.message());
+
+  // First the lock that survives the directory: a runner whose directory was deleted still
+  // holds it.
+  std::filesystem::path runtime_path = RuntimeLockPath(canonical);
+  sandbox::UniqueFd runtime_fd;
+  if (!runtime_path.empty()) {
+    // Only this user may write there (0755 under /run for root; XDG_RUNTIME_DIR is 0700).
+    if (::mkdir(runtime_path.parent_path().c_str(), 0755) == 0 || errno == EEXIST) {
+      auto locked = LockFile(runtime_path, state_dir);
+      if (!locked && locked.error().starts_with("another gearrun")) {
+        return tl::unexpected(locked.error());
+      }
+      if (locked) runtime_fd = std::move(*locked);
+    }
+    if (!runtime_fd) runtime_path.clear();  // a runtime folder we cannot use: the flock alone
+  }
+  auto fd = LockFile(state_dir / "gearrun.lock", state_dir);
+  if (!fd) return tl::unexpected(fd.error());
+  return StateLock(state_dir, std::move(*fd), std::move(runtime_path), std::move(runtime_fd));
 }
 
 tl::expected<void, std::string> StateLock::Check() const {
   struct stat held {};
   struct stat now {};
   auto path = state_dir_ / "gearrun.lock";
-  if (::fstat(fd_.get(), &held) == 0 && ::stat(path.c_str(), &now) == 0 &&
-      held.st_dev == now.st_dev && held.st_ino == now.st_ino) {
+  if (::fstat(fd_.get(), &held) != 0) return {};
+  if (::stat(path.c_str(), &now) != 0) {
+    if (errno != ENOENT && errno != ENOTDIR) return {};  // cannot tell (EIO, ESTALE, ...)
+  } else if (held.st_dev == now.st_dev && held.st_ino == now.st_ino) {
     return {};
   }
   return tl::unexpected("the state directory " + state_dir_.string() +

@@ -114,6 +114,7 @@ Worker::Worker(const ServeConfig& config, JobRegistry& registry, BuildStore& sto
 }
 
 Worker::~Worker() {
+  StopStateWatch();
   if (state_probe_.joinable()) state_probe_.join();
   if (reload_.joinable()) reload_.join();
   // Run() returns only when no build is left; this is for a Worker destroyed otherwise.
@@ -134,6 +135,7 @@ void Worker::Post(Event event) {
 }
 
 int Worker::Run(int signal_fd) {
+  StartStateWatch();
   spdlog::info("serving [node: {}, executors: {}, servers: {}, functions: {}]", config_.node.name,
                config_.executors, config_.servers.size(), registry_.current()->functions.size());
   std::vector<pollfd> fds;
@@ -143,9 +145,13 @@ int Worker::Run(int signal_fd) {
     auto now = SteadyClock::now();
     // A GRAB is never abandoned on a live connection (a job could be assigned to nobody):
     // its reply is awaited, and a connection that gives none is closed.
+    // Bytes still arriving (the rest of a long packet before the reply) count as answering.
     for (auto* links : {&executor_links_, &manager_links_}) {
       for (auto& l : *links) {
-        if (l->grab != GrabState::kGrabbing || now - l->grab_sent <= kGrabReplyWait) continue;
+        if (l->grab != GrabState::kGrabbing ||
+            now - std::max(l->grab_sent, l->conn.last_received()) <= kGrabReplyWait) {
+          continue;
+        }
         std::string why =
             "no reply to GRAB_JOB_UNIQ within " + std::to_string(kGrabReplyWait.count()) + "s";
         OnServerSilent(*l, now);
@@ -200,10 +206,10 @@ int Worker::Run(int signal_fd) {
     // a second is enough, not at every packet.
     if (now - last_reap >= std::chrono::seconds(1)) {
       sandbox::ReapOrphans();
-      CheckState();
       last_reap = now;
     }
   }
+  StopStateWatch();
   FlushAndClose();
   return exit_code_;
 }
@@ -270,8 +276,6 @@ void Worker::OnServerSilent(const Link& link, SteadyClock::time_point now) {
         "answers again [server: {}, client id: {}]",
         kGrabReplyWait.count(), link.conn.server().ToString(), link.conn.client_id());
     health.probe_interval = std::chrono::seconds(1);
-  } else {
-    health.probe_interval = std::min(health.probe_interval * 2, kMaxProbeInterval);
   }
   health.answering = false;
   health.next_probe = now + health.probe_interval;
@@ -313,12 +317,13 @@ void Worker::HandlePacket(Link& link, const Packet& packet) {
       const std::string& workload = a.back();
       link.grab = GrabState::kAwake;
       if (grab_link_ == &link) grab_link_ = nullptr;
-      if (packet.oversized > 0) {
+      if (packet.oversized > 0 || workload.size() > kMaxWorkloadBytes) {
+        std::size_t size = packet.oversized > 0 ? packet.oversized : workload.size();
         spdlog::warn("request refused, too large [function: {}, handle: {}, bytes: {}]", function,
-                     handle, packet.oversized);
+                     handle, size);
         Refuse(link, handle,
-               "the request is " + std::to_string(packet.oversized) +
-                   " bytes; a workload may be at most " + std::to_string(kMaxWorkloadBytes));
+               "the request is " + std::to_string(size) + " bytes; a workload may be at most " +
+                   std::to_string(kMaxWorkloadBytes));
         return;
       }
       if (link.executor < 0) {
@@ -439,7 +444,10 @@ void Worker::HandleStartFailed(RunningBuild& rb) {
   rb.thread.join();
   spdlog::error("build could not start [job: {}, number: {}, reason: {}]", rb.job,
                 rb.failed_number ? std::to_string(*rb.failed_number) : "-", rb.start_error);
-  if (rb.start_failure_kind == StartFailure::Kind::kState) StateUnwritable(rb.start_error);
+  if (rb.start_failure_kind == StartFailure::Kind::kState) {
+    records_pending_ = true;  // its NOT_BUILT record, when it has a number
+    StateUnwritable(rb.start_error);
+  }
   if (rb.exclusive) GoOffline("its OFFLINE_NODE_WHEN_COMPLETE build could not start");
   Deliver(rb, Command::kWorkException, {rb.handle, "build could not start: " + rb.start_error});
   Deliver(rb, Command::kWorkFail, {rb.handle});
@@ -495,9 +503,12 @@ void Worker::HandleBuildFinished(RunningBuild& rb) {
   spdlog::info("build finished [job: {}, number: {}, result: {}, ms: {}{}]", record.job,
                record.number, ToString(record.result), record.duration_ms,
                record.reason.empty() ? "" : ", reason: " + record.reason);
+  const bool recorded = rb.build->recorded();
   if (!record.state_error.empty()) {
-    spdlog::error("build not recorded [job: {}, number: {}, result: {}, error: {}]", record.job,
-                  record.number, ToString(record.result), record.state_error);
+    spdlog::error("build {} [job: {}, number: {}, result: {}, error: {}]",
+                  recorded ? "log incomplete" : "not recorded", record.job, record.number,
+                  ToString(record.result), record.state_error);
+    records_pending_ = records_pending_ || !recorded;
     StateUnwritable(record.state_error);
   }
   // The contract's order: offline, then the result, then the registrations go (Release).
@@ -505,17 +516,17 @@ void Worker::HandleBuildFinished(RunningBuild& rb) {
     GoOffline("build " + record.job + " #" + std::to_string(record.number) +
               " carried OFFLINE_NODE_WHEN_COMPLETE");
   }
-  // A build that could not start, or whose result the node could not keep, has no result
+  // A build that could not start, or whose result the node could not record, has no result
   // a client should trust: it is an exception, and the client runs it again elsewhere
-  // (docs/zuul.md, "When a build fails to run").
+  // (docs/zuul.md, "When a build fails to run"). A result that was recorded stands, also
+  // when the log lost bytes (the payload's state_error says so).
   std::string exception;
-  std::string id = record.job + " #" + std::to_string(record.number);
   if (record.result == Result::kNotBuilt) {
     exception = "build could not start: " + record.reason;
-  } else if (!record.state_error.empty()) {
-    exception = "build " + id + " ended " + std::string(ToString(record.result)) + " on node " +
-                config_.node.name + ", but the node could not record it (" + record.state_error +
-                "); run it elsewhere";
+  } else if (!recorded) {
+    exception = "build " + record.job + " #" + std::to_string(record.number) + " ended " +
+                std::string(ToString(record.result)) + " on node " + config_.node.name +
+                ", but the node could not record it (" + record.state_error + "); run it elsewhere";
   }
   if (!exception.empty()) {
     Deliver(rb, Command::kWorkException, {rb.handle, exception});
@@ -531,39 +542,46 @@ void Worker::HandleBuildFinished(RunningBuild& rb) {
 }
 
 void Worker::StateUnwritable(const std::string& error) {
+  next_state_probe_ = SteadyClock::now() + kStateProbeInterval;
   if (!state_problem_.empty()) return;
   state_problem_ = error;
   spdlog::error(
       "the state directory cannot be written: the node takes no builds until it can (tried "
       "again every {}s) [state dir: {}, error: {}]",
       kStateProbeInterval.count(), config_.node.state_dir.string(), error);
-  next_state_probe_ = SteadyClock::now() + kStateProbeInterval;
   ApplyFunctions();
 }
 
 void Worker::MaybeProbeState(SteadyClock::time_point now) {
-  if (state_problem_.empty() || state_lost_ || state_probe_.joinable() || now < next_state_probe_) {
+  if ((state_problem_.empty() && !records_pending_) || state_lost_ || state_probe_.joinable() ||
+      now < next_state_probe_) {
     return;
   }
   // On a thread of its own: a hung file system must not stall the loop.
   state_probe_ = std::thread([this] {
-    std::string error;
-    if (auto pending = store_.RetryPending(); !pending) {
-      error = pending.error();
-    } else if (auto probe = ProbeWritable(config_.node.state_dir); !probe) {
-      error = probe.error();
-    }
-    Post({.kind = Event::Kind::kStateProbed, .error = error});
+    Event event{.kind = Event::Kind::kStateProbed};
+    if (auto probe = ProbeWritable(config_.node.state_dir); !probe) event.error = probe.error();
+    if (auto pending = store_.RetryPending(); !pending) event.records_error = pending.error();
+    Post(std::move(event));
   });
 }
 
-void Worker::HandleStateProbed(const std::string& error) {
+void Worker::HandleStateProbed(const Event& event) {
   state_probe_.join();
   next_state_probe_ = SteadyClock::now() + kStateProbeInterval;
-  if (!error.empty()) {
-    spdlog::debug("the state directory still cannot be written [error: {}]", error);
-    return;
+  // What still fails is said once per distinct error, not every few seconds.
+  std::string problem = event.error.empty() ? event.records_error : event.error;
+  if (!problem.empty() && problem != last_probe_error_) {
+    spdlog::warn("{} still cannot be written [state dir: {}, error: {}]",
+                 event.error.empty() ? "a build record" : "the state directory",
+                 config_.node.state_dir.string(), problem);
   }
+  last_probe_error_ = problem;
+  if (records_pending_ && event.records_error.empty()) {
+    records_pending_ = false;
+    spdlog::info("build records kept while the state directory could not be written are written");
+  }
+  if (!event.error.empty() || state_problem_.empty()) return;
   spdlog::info("the state directory can be written again: taking builds again [state dir: {}]",
                config_.node.state_dir.string());
   state_problem_.clear();
@@ -574,15 +592,40 @@ void Worker::WatchState(std::function<tl::expected<void, std::string>()> check) 
   state_check_ = std::move(check);
 }
 
-void Worker::CheckState() {
-  if (!state_check_ || state_lost_) return;
-  auto ok = state_check_();
-  if (ok) return;
+void Worker::StartStateWatch() {
+  if (!state_check_ || state_watch_.joinable()) return;
+  state_watch_ = std::thread([this] {
+    std::unique_lock lock(state_watch_mu_);
+    while (!state_watch_cv_.wait_for(lock, std::chrono::seconds(1),
+                                     [this] { return state_watch_stop_; })) {
+      lock.unlock();
+      auto ok = state_check_();
+      lock.lock();
+      if (!ok) {
+        Post({.kind = Event::Kind::kStateLost, .error = ok.error()});
+        return;
+      }
+    }
+  });
+}
+
+void Worker::StopStateWatch() {
+  if (!state_watch_.joinable()) return;
+  {
+    std::lock_guard lock(state_watch_mu_);
+    state_watch_stop_ = true;
+  }
+  state_watch_cv_.notify_all();
+  state_watch_.join();
+}
+
+void Worker::HandleStateLost(const std::string& error) {
+  if (state_lost_) return;
   state_lost_ = true;
-  spdlog::critical("{}: stopping (exit code 1) [state dir: {}]", ok.error(),
+  spdlog::critical("{}: stopping (exit code 1) [state dir: {}]", error,
                    config_.node.state_dir.string());
   exit_code_ = 1;
-  if (state_problem_.empty()) state_problem_ = ok.error();
+  if (state_problem_.empty()) state_problem_ = error;
   ApplyFunctions();
   if (shutdowns_ == 0) DoShutdown();
 }
@@ -652,6 +695,8 @@ void Worker::HandleManagerRequest(Link& link, const std::string& handle,
   }
   if (!stored) {
     spdlog::error("cannot store a description [build: {}, error: {}]", id, stored.error());
+    records_pending_ = true;  // the store keeps it
+    StateUnwritable(stored.error());
     Refuse(link, handle, "cannot store the description of " + id + ": " + stored.error());
     return;
   }
@@ -685,7 +730,10 @@ void Worker::HandleEvents() {
         HandleJobsChanged();
         break;
       case Event::Kind::kStateProbed:
-        HandleStateProbed(e.error);
+        HandleStateProbed(e);
+        break;
+      case Event::Kind::kStateLost:
+        HandleStateLost(e.error);
         break;
       case Event::Kind::kReloaded:
         HandleReloaded(*e.reload);

@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -68,9 +69,10 @@ class Worker {
   // The registry's definitions changed (reloaded on another thread): registrations follow.
   // Thread-safe.
   void JobsChanged();
-  // Checked about once a second on the loop thread: an error means the state directory is
-  // no longer this node's (deleted or replaced: another gearrun could now take it). The node
-  // then stops taking builds, drains and exits with 1. Call before Run().
+  // Called about once a second on a thread of its own (a hung file system must not stall
+  // the loop): an error means the state directory is no longer this node's (deleted or
+  // replaced: another gearrun could now take it). The node then stops taking builds, drains
+  // and exits with 1. Call before Run().
   void WatchState(std::function<tl::expected<void, std::string>()> check);
 
  private:
@@ -103,12 +105,16 @@ class Worker {
       kBuildFinished,
       kJobsChanged,
       kStateProbed,
+      kStateLost,
       kReloaded
     } kind;
     RunningBuild* build = nullptr;
     int finished = 0;
     int total = 0;
-    std::string error;  // kStateProbed: why the state directory still cannot be written
+    // kStateProbed: why the state directory still cannot be written, and why records kept
+    // for later still cannot be; kStateLost: why the directory is not ours any more.
+    std::string error;
+    std::string records_error;
     std::shared_ptr<const JobRegistry::ReloadResult> reload;  // kReloaded
   };
   class Observer;
@@ -138,11 +144,14 @@ class Worker {
   void Release(RunningBuild& build);
   void HandleBuildFinished(RunningBuild& build);
   // The state directory cannot be written (a record or log write failed): no builds are
-  // taken (the functions are unregistered) until a probe finds it writable again.
+  // taken (the functions are unregistered) until a probe finds it writable again. Records
+  // the store keeps for later are retried with each probe until they are written.
   void StateUnwritable(const std::string& error);
   void MaybeProbeState(std::chrono::steady_clock::time_point now);
-  void HandleStateProbed(const std::string& error);
-  void CheckState();
+  void HandleStateProbed(const Event& event);
+  void HandleStateLost(const std::string& error);
+  void StartStateWatch();
+  void StopStateWatch();
   // SIGHUP: re-reads the job files on a thread of its own (a big or hostile set of files
   // must not stall the loop); a SIGHUP during a reload asks for one more after it.
   void DoReload();
@@ -192,11 +201,17 @@ class Worker {
 
   std::function<void()> on_reload_;
   std::function<tl::expected<void, std::string>()> state_check_;
-  std::string state_problem_;  // non-empty: the state directory cannot be written
-  bool state_lost_ = false;    // it is not ours any more (WatchState)
+  std::string state_problem_;     // non-empty: the state directory cannot be written
+  bool records_pending_ = false;  // the store keeps records that could not be written
+  std::string last_probe_error_;  // logged once, not at every probe
+  bool state_lost_ = false;       // it is not ours any more (WatchState)
   std::chrono::steady_clock::time_point next_state_probe_{};
   std::thread state_probe_;  // at most one probe at a time
-  std::thread reload_;       // at most one reload at a time
+  std::thread state_watch_;  // runs state_check_
+  std::mutex state_watch_mu_;
+  std::condition_variable state_watch_cv_;
+  bool state_watch_stop_ = false;
+  std::thread reload_;  // at most one reload at a time
   bool reload_again_ = false;
 
   sandbox::UniqueFd wake_;  // eventfd: events are waiting

@@ -115,8 +115,12 @@ EnvironMatch MatchEnviron(pid_t pid, std::string_view entry) {
 std::vector<pid_t> Descendants(const std::vector<ProcStat>& stats, pid_t ancestor) {
   std::unordered_map<pid_t, pid_t> parent;
   for (const ProcStat& stat : stats) parent[stat.pid] = stat.ppid;
-  // 1: descends, 0: does not, absent: not known yet. Each chain is walked once.
-  std::unordered_map<pid_t, int> known{{ancestor, 1}};
+  // 1: descends, 0: does not, absent: not known yet. Each chain is walked once. A chain
+  // that ends at a pid the snapshot does not have (its process exited while the listing was
+  // read, and its children are being re-parented) counts as descending: better one more
+  // process to look at than one missed.
+  std::unordered_map<pid_t, int> known{{0, 0}, {1, 0}};
+  known[ancestor] = 1;  // also when the ancestor is init (a container's PID 1)
   std::vector<pid_t> out;
   std::vector<pid_t> chain;
   for (const ProcStat& stat : stats) {
@@ -129,7 +133,11 @@ std::vector<pid_t> Descendants(const std::vector<ProcStat>& stats, pid_t ancesto
         break;
       }
       auto p = parent.find(at);
-      if (p == parent.end() || p->second <= 0 || chain.size() > stats.size()) break;
+      if (p == parent.end()) {
+        verdict = 1;
+        break;
+      }
+      if (chain.size() > stats.size()) break;  // a cycle in a torn snapshot
       chain.push_back(at);
       at = p->second;
     }

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "sandbox/container.h"
+#include "sandbox/proc.h"
 #include "sandbox/unique_fd.h"
 
 extern char** environ;
@@ -27,8 +28,8 @@ struct State {
   std::mutex mutex;
   std::string program;  // how to start it again
   std::vector<std::string> argv;
-  UniqueFd pipe;  // write end, non-blocking
-  pid_t pid = -1;
+  UniqueFd pipe;                        // write end, non-blocking
+  UniqueFd pidfd;                       // the supervisor's, to end it for good before replacing it
   std::vector<SupervisedBuild> builds;  // reported and not yet gone: told to a new one
 };
 
@@ -74,31 +75,40 @@ tl::expected<void, Error> StartLocked(State& s) {
   int flags = ::fcntl(write_end.get(), F_GETFL);
   if (flags >= 0) (void)::fcntl(write_end.get(), F_SETFL, flags | O_NONBLOCK);
   s.pipe = std::move(write_end);
-  s.pid = pid;
+  s.pidfd.reset(PidfdOpen(pid));  // it is our child and unreaped: the pid is still its own
   return {};
 }
 
-// Sends one report; starts a new supervisor (told about every build) when the last one is
-// gone. Never blocks: a supervisor that does not read is not worth stalling a build for.
+// One report, whole or not at all (a report is small: a pipe write of it is atomic).
+bool WriteReport(int fd, const std::string& report) {
+  ssize_t n;
+  do {
+    n = ::write(fd, report.data(), report.size());
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(report.size());
+}
+
+// Ends the current supervisor (if any) and starts a new one that is told about every build.
+// The old one is killed first: left alone, it would see the end of its pipe and end builds
+// that still run.
+tl::expected<void, Error> ReplaceLocked(State& s) {
+  if (s.pidfd) (void)PidfdSendSignal(s.pidfd.get(), SIGKILL);
+  s.pidfd.reset();
+  s.pipe.reset();
+  auto started = StartLocked(s);
+  if (!started) return started;
+  for (const auto& b : s.builds) {
+    if (!WriteReport(s.pipe.get(), EncodeReport('+', b))) break;
+  }
+  return {};
+}
+
+// Sends one report. A supervisor that is gone (EPIPE) or does not read (EAGAIN: stopped or
+// stuck) is replaced, so that every running build stays supervised; nothing here blocks.
 void SendLocked(State& s, const std::string& report) {
   if (!s.pipe) return;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    ssize_t n;
-    do {
-      n = ::write(s.pipe.get(), report.data(), report.size());
-    } while (n < 0 && errno == EINTR);
-    if (n == static_cast<ssize_t>(report.size())) return;
-    if (n >= 0 || errno != EPIPE) return;  // a full pipe: dropped (the report is idempotent)
-    // The supervisor died: a new one, told about everything still running (this report
-    // is part of that state already).
-    s.pipe.reset();
-    if (!StartLocked(s)) return;
-    std::string all;
-    for (const auto& b : s.builds) all += EncodeReport('+', b);
-    if (all.empty()) return;
-    (void)::write(s.pipe.get(), all.data(), all.size());
-    return;
-  }
+  if (WriteReport(s.pipe.get(), report)) return;
+  (void)ReplaceLocked(s);  // s.builds already says what `report` said
 }
 
 // Fields of one report, or nullopt when `text` holds no complete report yet; `used` is its
@@ -168,13 +178,7 @@ tl::expected<void, Error> StartSupervisor(std::string program, std::vector<std::
   std::lock_guard lock(s.mutex);
   s.program = std::move(program);
   s.argv = std::move(argv);
-  s.pipe.reset();  // an earlier one sees end of file and exits
-  auto started = StartLocked(s);
-  if (!started) return started;
-  std::string all;
-  for (const auto& b : s.builds) all += EncodeReport('+', b);
-  if (!all.empty()) SendLocked(s, all);
-  return {};
+  return ReplaceLocked(s);
 }
 
 bool SupervisorRunning() {

@@ -7,8 +7,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "tests/integration/serve_fixture.h"
 #include "tests/support/command.h"
@@ -169,6 +171,10 @@ TEST_F(HardeningTest, AFullStateDirectoryIsReportedAndTheNodeWaitsUntilItCanWrit
                                   "builds until it can"));
   // It unregisters, so that the builds go to other nodes.
   EXPECT_TRUE(WaitFor([&] { return testing::WorkersFor(gearmand_.port(), "build:fill") == 0; }));
+  // A description meanwhile goes to the record it kept, not to the RUNNING one on disk.
+  auto describe = client_.Submit("set_description:n1",
+                                 R"({"name": "fill", "number": 1, "html_description": "late"})");
+  EXPECT_EQ(describe.Kinds(), "EXCEPTION") << describe.Describe();
   // Space again: it registers again, and the record it kept is written.
   ASSERT_EQ(InNamespace("rm " + (dir_ / "state/workspace/fill/big").string()).exit_code, 0);
   EXPECT_TRUE(
@@ -178,6 +184,33 @@ TEST_F(HardeningTest, AFullStateDirectoryIsReportedAndTheNodeWaitsUntilItCanWrit
   auto record = RecordInNamespace("fill", 1);
   EXPECT_EQ(record["result"], "SUCCESS") << record.dump();
   EXPECT_THAT(record.value("state_error", ""), HasSubstr("its record could not be written"));
+  EXPECT_EQ(record["description"], "late");
+  EXPECT_EQ(InNamespace("ls " + (dir_ / "state/running").string()).out, "");
+}
+
+// Output that could not be written to the log (the disk was full a moment) while the record
+// could: the result stands, and the client and the record say what was lost.
+TEST_F(HardeningTest, ALogThatLostBytesIsReportedWithTheResult) {
+  WriteJob("spill", R"(steps:
+  - run: |
+      head -c 8M /dev/zero > "$WORKSPACE/big" || true
+      head -c 65536 /dev/zero | tr '\0' x  # finds the disk full
+      sleep 0.5
+      rm "$WORKSPACE/big"
+)");
+  ServeOnTmpfs("4m", "build:spill", {"--executors", "1"});
+  if (HasFailure()) return;
+  auto trace = client_.Submit("build:spill", "{}");
+  ASSERT_TRUE(trace.Completed()) << trace.Describe() << Stderr();
+  auto final = Json(trace.Last());
+  EXPECT_EQ(final["result"], "SUCCESS");
+  EXPECT_THAT(final.value("state_error", ""), HasSubstr("its log lost"));
+  EXPECT_THAT(Stderr(), HasSubstr("build log incomplete [job: spill, number: 1"));
+  auto record = RecordInNamespace("spill", 1);
+  EXPECT_THAT(record.value("state_error", ""), HasSubstr("No space left on device"));
+  // It checks the directory, then takes builds again by itself.
+  EXPECT_TRUE(
+      WaitFor([&] { return testing::WorkersFor(gearmand_.port(), "build:spill") == 1; }, 15s));
 }
 
 TEST_F(HardeningTest, AStateDirectoryMadeReadOnlyMidBuildIsReportedAndRecordedLater) {
@@ -246,6 +279,81 @@ TEST_F(HardeningTest, AHungServerSlowsBuildsFromTheOtherByLessThanASecond) {
   auto trace = client_.Submit("build:guava", "{}", "", 60s);
   EXPECT_EQ(Json(trace.Last())["result"], "SUCCESS") << trace.Describe() << Stderr();
   EXPECT_THAT(Stderr(), HasSubstr("server answers again [server: " + gearmand_.address()));
+}
+
+// A server that hangs after the node has been using it costs at most one reply wait.
+TEST_F(HardeningTest, AServerThatHangsLaterCostsOneReplyWaitAtMost) {
+  testing::Gearmand healthy;
+  ASSERT_TRUE(healthy.ready());
+  WriteJob("guava", "steps: [{run: 'true'}]\n");
+  Serve("build:guava", 1, {"--executors", "1", "--server", healthy.address()});
+  ASSERT_TRUE(WaitFor([&] { return testing::WorkersFor(healthy.port(), "build:guava") == 1; }));
+  ::kill(gearmand_.pid(), SIGSTOP);
+  // A new job wakes every connection: one of them asks the hung server.
+  WriteJob("other", "steps: [{run: 'true'}]\n");
+  serve_->Signal(SIGHUP);
+  testing::GearmanClient client(healthy.port());
+  constexpr int kBuilds = 12;
+  std::chrono::milliseconds total{0};
+  std::chrono::milliseconds worst{0};
+  for (int i = 0; i < kBuilds; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto trace = client.Submit("build:guava", "{}", "", 60s);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    total += took;
+    worst = std::max(worst, took);
+    ASSERT_EQ(Json(trace.Last())["result"], "SUCCESS") << trace.Describe() << Stderr();
+  }
+  std::cout << "build latency, server hung after start: average " << total.count() / kBuilds
+            << " ms, worst " << worst.count() << " ms\n";
+  EXPECT_LE(worst, 12s);               // one reply wait (10 s), not one per build
+  EXPECT_LT(total / kBuilds, 1500ms);  // a second wait would make it 1.7 s
+  ::kill(gearmand_.pid(), SIGCONT);
+}
+
+// The supervisor itself killed: the next build starts a new one, which still does its job.
+TEST_F(HardeningTest, ASupervisorThatDiesIsReplacedAtTheNextBuild) {
+  WriteJob("quick", "steps: [{run: 'true'}]\n");
+  WriteJob("slow",
+           "steps: [{run: 'setsid sleep 300 & echo $! > \"$WORKSPACE/pid\"; sleep 300'}]\n");
+  Serve("build:quick", 1, {"--executors", "1"});
+  auto supervisors = [&] {
+    std::vector<int> pids;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (testing::ReadFile(entry.path() / "cmdline") != std::string("gearrun\0supervise\0", 18)) {
+        continue;
+      }
+      std::string stat = testing::ReadFile(entry.path() / "stat");
+      auto close = stat.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(stat.substr(close + 2));
+      std::string state;
+      int ppid = 0;
+      fields >> state >> ppid;
+      if (ppid == serve_->pid()) pids.push_back(std::stoi(name));
+    }
+    return pids;
+  };
+  auto first = supervisors();
+  ASSERT_EQ(first.size(), 1u);
+  ::kill(first[0], SIGKILL);
+  EXPECT_EQ(Json(client_.Submit("build:quick", "{}").Last())["result"], "SUCCESS");
+  ASSERT_TRUE(WaitFor([&] {
+    auto now = supervisors();
+    return now.size() == 1 && now[0] != first[0];
+  }));
+  auto slow = client_.Start("build:slow", "{}");
+  ASSERT_TRUE(slow->WaitForEvent(Kind::kData, 10s));
+  std::string pid_file = (dir_ / "state/workspace/slow/pid").string();
+  ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(pid_file).ends_with("\n"); }));
+  int daemon = std::stoi(testing::ReadFile(pid_file));
+  serve_->Signal(SIGKILL);
+  EXPECT_TRUE(WaitFor([&] { return !testing::ProcessAlive(daemon); }, 1s));
+  serve_->Wait(10s);
+  serve_.reset();
 }
 
 // Deleting the state directory let a second `serve` take it while the first still ran.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <thread>
 
 #include "runner/gearman_packet.h"
 #include "sandbox/unique_fd.h"
@@ -71,6 +72,16 @@ class PeerConnection {
     std::string bytes =
         runner::Encode({.magic = Magic::kResponse, .command = command, .args = std::move(args)});
     ASSERT_EQ(::write(fd_.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+
+  // Raw bytes, for packets sent in pieces.
+  void Write(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      ASSERT_GT(n, 0) << "the runner closed the connection";
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
   }
 
   void Close() { fd_.reset(); }
@@ -297,6 +308,41 @@ TEST_F(ProtocolTest, AnOversizedRequestIsAnsweredOnTheSameConnection) {
   EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
   e0.Reply(Command::kNoJob);
   EXPECT_EQ(serve->Wait(10s).exit_code, 0);
+}
+
+// An oversized request that arrives slowly: it is refused at its first bytes, and the
+// connection's next GRAB, whose reply waits behind the rest of it, is not taken for a hung
+// server (bytes arriving are an answer).
+TEST_F(ProtocolTest, AnOversizedRequestArrivingSlowlyKeepsItsConnection) {
+  WriteJob("guava");
+  auto one = StartOneExecutor(1);
+  ASSERT_NE(one.e0, nullptr);
+  auto& serve = one.serve;
+  auto& e0 = *one.e0;
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  std::string bytes =
+      runner::Encode({.magic = Magic::kResponse,
+                      .command = Command::kJobAssignUniq,
+                      .args = {"H:slow", "build:guava", "u", std::string(8u << 20, 'x')}});
+  e0.Write(std::string_view(bytes).substr(0, 4096));
+  EXPECT_EQ(e0.NextText(), "WORK_EXCEPTION H:slow");
+  EXPECT_EQ(e0.NextText(), "WORK_FAIL H:slow");
+  EXPECT_EQ(e0.NextText(), "GRAB_JOB_UNIQ");
+  // The rest over 12 s, longer than the 10 s a GRAB may wait for its reply.
+  constexpr std::size_t kChunk = 64u << 10;
+  auto start = std::chrono::steady_clock::now();
+  std::size_t chunks = (bytes.size() - 4096 + kChunk - 1) / kChunk;
+  for (std::size_t i = 0; i < chunks; ++i) {
+    e0.Write(std::string_view(bytes).substr(4096 + i * kChunk, kChunk));
+    if (HasFailure()) break;
+    std::this_thread::sleep_until(start + 12s * (i + 1) / chunks);
+  }
+  e0.Reply(Command::kNoJob);
+  EXPECT_EQ(e0.NextText(), "PRE_SLEEP");
+  EXPECT_FALSE(e0.closed());
+  EXPECT_THAT(serve->err(), ::testing::Not(HasSubstr("did not answer")));
+  serve->Signal(SIGTERM);
+  EXPECT_EQ(serve->Wait(10s).exit_code, 0) << serve->err();
 }
 
 // Fuzzed requests (tests/support/fuzz.h) to the executor and to the manager: each one gets a

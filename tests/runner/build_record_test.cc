@@ -130,24 +130,36 @@ TEST(BuildStoreTest, NamesThatAreNotJobNamesTouchNoFile) {
   EXPECT_EQ(store.pending(), 0u);
 }
 
-// A record that cannot be written now is not lost: it is written once the disk takes it.
+// A record that cannot be written now is not lost: it is written once the disk takes it,
+// also when its folder was deleted meanwhile (to free space), and reads see it meanwhile.
 TEST(BuildStoreTest, ARecordThatFailsToWriteIsKeptAndWrittenLater) {
   testing::TempDir dir;
   BuildStore store(dir.path());
   ASSERT_EQ(store.NextNumber("a"), 1);
   ASSERT_TRUE(store.Write({.job = "a", .number = 1, .result = Result::kRunning}));
-  std::filesystem::remove_all(store.BuildDir("a", 1));  // the next write fails
+  // A file where the build's folder was: no write can succeed.
+  std::filesystem::remove_all(store.BuildDir("a", 1));
+  dir.Write("builds/a/1", "in the way");
   auto failed = store.Write({.job = "a", .number = 1, .result = Result::kSuccess, .reason = "x"});
   ASSERT_FALSE(failed);
   EXPECT_EQ(store.pending(), 1u);
+  auto meanwhile = store.Read("a", 1);
+  ASSERT_TRUE(meanwhile);
+  EXPECT_EQ(meanwhile->result, Result::kSuccess) << "a read sees the newest version";
   EXPECT_FALSE(store.RetryPending());  // still failing
   EXPECT_EQ(store.pending(), 1u);
-  std::filesystem::create_directories(store.BuildDir("a", 1));
+  // set_description of the finished build: the version kept is changed, not replaced by
+  // the RUNNING one on disk.
+  auto described = *store.Read("a", 1);
+  described.description = "d";
+  EXPECT_FALSE(store.Write(described));
+  std::filesystem::remove(store.BuildDir("a", 1));  // gone, folder and all
   ASSERT_TRUE(store.RetryPending());
   EXPECT_EQ(store.pending(), 0u);
   auto back = store.Read("a", 1);
   ASSERT_TRUE(back) << back.error();
   EXPECT_EQ(back->result, Result::kSuccess);
+  EXPECT_EQ(back->description, "d");
   EXPECT_TRUE(store.Running().empty());
 }
 

@@ -150,15 +150,16 @@ steps: [{run: 'true'}]
 // A record that cannot be written when the build ends is not silently dropped: the record
 // says so (state_error), and the store keeps it for when the disk takes it again.
 TEST_F(BuildServiceTest, AFinalRecordThatCannotBeWrittenIsReportedAndKept) {
-  auto job = Job("name: gone\nsteps: [{run: 'rm -rf " +
-                 (dir_.path() / "state/builds/gone/1").string() + "'}]\n");
+  std::string folder = (dir_.path() / "state/builds/gone/1").string();
+  // A file where its folder was: the final record cannot be written.
+  auto job = Job("name: gone\nsteps: [{run: 'rm -rf " + folder + " && echo > " + folder + "'}]\n");
   auto build = Build::Start(settings_, {.job = job}, clock_, store_);
   ASSERT_TRUE(build);
   const BuildRecord& record = (*build)->Run(nullptr);
   EXPECT_EQ(record.result, Result::kSuccess);
   EXPECT_THAT(record.state_error, HasSubstr("its record could not be written"));
   EXPECT_EQ(store_.pending(), 1u);
-  std::filesystem::create_directories(store_.BuildDir("gone", 1));
+  std::filesystem::remove(store_.BuildDir("gone", 1));
   ASSERT_TRUE(store_.RetryPending());
   auto written = store_.Read("gone", 1);
   ASSERT_TRUE(written) << written.error();

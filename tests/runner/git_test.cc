@@ -524,5 +524,24 @@ TEST(GitMirrorPathTest, OnePerUrlWhateverTheCredentials) {
               ::testing::MatchesRegex("repo-[0-9a-f]{16}"));
 }
 
+// A secret in a URL never shows in the mirror's name, and two repositories whose URLs differ
+// only in a secret value get two mirrors (masked alike, they shared one).
+TEST(GitMirrorPathTest, ASecretInTheUrlNamesNothingAndMixesNothing) {
+  testing::TempDir dir;
+  fs::path root = dir.path() / "git";
+  fs::path one = MirrorPathFor(root, "https://host/s3cretA.git", {"s3cretA"});
+  fs::path two = MirrorPathFor(root, "https://host/s3cretB.git", {"s3cretB"});
+  EXPECT_NE(one, two);
+  EXPECT_THAT(one.filename().string(), ::testing::MatchesRegex("____-[0-9a-f]{16}"));
+  EXPECT_EQ(one.string().find("s3cret"), std::string::npos);
+  EXPECT_EQ(MirrorPathFor(root, "https://host/s3cretA.git", {"s3cretA"}), one);  // stable
+  auto mode = fs::status(root / ".mirror-key").permissions();
+  EXPECT_EQ(mode & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+  // The key makes the hash: the same URL in another cache is named otherwise.
+  testing::TempDir other;
+  EXPECT_NE(MirrorPathFor(other.path(), "https://host/s3cretA.git", {"s3cretA"}).filename(),
+            one.filename());
+}
+
 }  // namespace
 }  // namespace gearrun::runner
